@@ -1,0 +1,152 @@
+// The objects an executor queues: one allocation per task holding the future's state, the
+// callable, and the queue links. A plain callable runs once; a callable that returns Task<T>
+// is driven as a coroutine across suspensions.
+#ifndef BETTERCONCURRENT_EXECUTOR_DETAIL_TASKS_H_
+#define BETTERCONCURRENT_EXECUTOR_DETAIL_TASKS_H_
+
+#include <coroutine>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "executor/scheduler.h"
+#include "executor/task.h"
+#include "future/detail/state.h"
+#include "future/log.h"
+
+namespace betterconcurrent::detail {
+
+// Completes `state` with what `produce` returns or throws. Announces the idle worker first (see
+// Scheduler::release_idle_token). A result that cannot be stored because the future was
+// already completed by hand is logged, not lost silently.
+template <typename R, typename Produce>
+void complete_task(State<R>& state, bool external, Scheduler& scheduler, Produce&& produce) noexcept {
+  bool stored;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      std::forward<Produce>(produce)();
+      if (external) scheduler.release_idle_token();
+      stored = state.try_set_result();
+    } else {
+      R value = std::forward<Produce>(produce)();
+      if (external) scheduler.release_idle_token();
+      stored = state.try_set_result(std::move(value));
+    }
+  } catch (...) {
+    stored = state.try_set_exception(std::current_exception());
+  }
+  if (!stored) {
+    log(LogLevel::kError, "task outcome discarded: its future was already completed by hand",
+        nullptr);
+  }
+}
+
+template <typename R, typename Fn>
+class CallTask final : public State<R>, public Runnable {
+ public:
+  explicit CallTask(Fn fn) : fn_(std::move(fn)) {}
+
+  void run(Scheduler& scheduler) noexcept override {
+    if (this->start_or_notify_cancel()) {
+      CurrentTaskScope scope(this);
+      complete_task(*this, external, scheduler, [this]() -> R { return std::invoke(std::move(*fn_)); });
+    }
+    fn_.reset();  // like Python's `del work_item`: captures die with the run, not the future
+    scheduler.task_ended(*this);
+  }
+
+  void discard(Scheduler& scheduler, std::exception_ptr reason) noexcept override {
+    fn_.reset();
+    if (reason) {
+      this->try_set_exception(std::move(reason));
+    } else {
+      this->cancel();
+      this->start_or_notify_cancel();
+    }
+    scheduler.task_ended(*this);
+  }
+
+  bool started() const noexcept override { return false; }
+
+ private:
+  std::optional<Fn> fn_;
+};
+
+template <typename R, typename Fn>
+class CoroutineTask final : public State<R>, public Runnable, public CoroutineDriver {
+ public:
+  CoroutineTask(Fn fn, Scheduler& scheduler) : fn_(std::move(fn)), scheduler_(scheduler) {}
+
+  void run(Scheduler& scheduler) noexcept override {
+    if (!handle_) {
+      if (!this->start_or_notify_cancel()) {
+        fn_.reset();
+        scheduler.task_ended(*this);
+        return;
+      }
+      try {
+        CurrentTaskScope scope(this);
+        handle_ = std::invoke(*fn_).release();
+      } catch (...) {
+        std::exception_ptr e = std::current_exception();
+        complete_task(*this, external, scheduler, [&]() -> R { std::rethrow_exception(e); });
+        fn_.reset();
+        scheduler.task_ended(*this);
+        return;
+      }
+      handle_.promise().set_driver(this);
+    }
+    CurrentTaskScope scope(this);
+    handle_.resume();  // `this` may be gone once this returns
+  }
+
+  void discard(Scheduler& scheduler, std::exception_ptr reason) noexcept override {
+    fn_.reset();
+    if (reason) {
+      this->try_set_exception(std::move(reason));
+    } else {
+      this->cancel();
+      this->start_or_notify_cancel();
+    }
+    scheduler.task_ended(*this);
+  }
+
+  bool started() const noexcept override { return static_cast<bool>(handle_); }
+
+  void wake() noexcept override { scheduler_.wake(*this); }
+  StateBase& own_state() noexcept override { return *this; }
+  Scheduler& scheduler() noexcept override { return scheduler_; }
+
+  void finish() noexcept override {
+    auto& promise = handle_.promise();
+    if (promise.exception()) {
+      std::exception_ptr e = promise.exception();
+      complete_task(*this, external, scheduler_, [&]() -> R { std::rethrow_exception(e); });
+    } else if constexpr (std::is_void_v<R>) {
+      complete_task(*this, external, scheduler_, [] {});
+    } else {
+      complete_task(*this, external, scheduler_, [&]() -> R { return std::move(*promise.value()); });
+    }
+    handle_.destroy();
+    handle_ = {};
+    fn_.reset();
+    scheduler_.task_ended(*this);
+  }
+
+ protected:
+  void destroy() noexcept override {
+    if (handle_) handle_.destroy();  // a coroutine abandoned mid-way (never in normal runs)
+    delete this;
+  }
+
+ private:
+  std::optional<Fn> fn_;
+  Scheduler& scheduler_;
+  std::coroutine_handle<TaskPromise<R>> handle_;
+};
+
+}  // namespace betterconcurrent::detail
+
+#endif  // BETTERCONCURRENT_EXECUTOR_DETAIL_TASKS_H_

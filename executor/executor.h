@@ -1,0 +1,214 @@
+// Executor: Python's concurrent.futures.Executor, plus betterconcurrent's join().
+//
+// Executors are shared objects: create one with ThreadPoolExecutor::create(), which returns a
+// std::shared_ptr. Destroying the last reference calls shutdown(wait = true), like leaving
+// Python's `with` block. Futures refer to their executor weakly (Future::executor()).
+//
+//   auto pool = betterconcurrent::ThreadPoolExecutor::create({.max_workers = 4});
+//   auto f = pool->submit([](int a, int b) { return a * b; }, 6, 7);
+//   assert(f.result() == 42);
+//   for (int x : pool->map([](int v) { return v * v; }, std::vector<int>{1, 2, 3})) { ... }
+//
+// A callable that returns Task<T> (executor/task.h) runs as a cooperative coroutine task.
+#ifndef BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
+#define BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "executor/detail/tasks.h"
+#include "executor/task.h"
+#include "future/future.h"
+
+namespace betterconcurrent {
+
+// The results of Executor::map(), in input order. Iterating calls each future's result()
+// with what is left of the timeout (counted from the map() call): a task's exception is
+// rethrown when its result is reached, and TimeoutError is thrown when time runs out.
+// Destroying the range cancels the futures whose results were not reached (Python's generator
+// `finally`). Single-pass; not thread-safe. For a void function, the values are
+// std::monostate.
+template <typename R>
+class MapResults {
+ public:
+  using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+  MapResults(std::vector<Future<R>> futures, detail::Deadline deadline)
+      : futures_(std::move(futures)), deadline_(deadline) {}
+  MapResults(MapResults&&) noexcept = default;
+  MapResults& operator=(MapResults&&) = delete;
+  ~MapResults() {
+    for (std::size_t i = next_; i < futures_.size(); ++i) futures_[i].cancel();
+  }
+
+  class iterator {
+   public:
+    using value_type = MapResults::value_type;
+    using difference_type = std::ptrdiff_t;
+    // Python's _result_or_cancel(): the future is cancelled if its result cannot be had.
+    decltype(auto) operator*() const {
+      const Future<R>& f = owner_->futures_[owner_->next_];
+      try {
+        if constexpr (std::is_void_v<R>) {
+          f.result(owner_->remaining());
+          return std::monostate{};
+        } else {
+          return f.result(owner_->remaining());
+        }
+      } catch (...) {
+        f.cancel();
+        throw;
+      }
+    }
+    iterator& operator++() {
+      ++owner_->next_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return owner_->next_ == owner_->futures_.size(); }
+
+   private:
+    friend class MapResults;
+    explicit iterator(MapResults* owner) : owner_(owner) {}
+    MapResults* owner_;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+  // The futures, in input order.
+  const std::vector<Future<R>>& futures() const noexcept { return futures_; }
+
+ private:
+  Timeout remaining() const {
+    if (deadline_.is_never()) return std::nullopt;
+    return deadline_.at() - detail::Deadline::Clock::now();
+  }
+
+  std::vector<Future<R>> futures_;
+  detail::Deadline deadline_;
+  std::size_t next_ = 0;
+};
+
+class Executor : public std::enable_shared_from_this<Executor> {
+ public:
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+  virtual ~Executor();
+
+  // Schedules fn(args...) and returns its Future. fn and args are decay-copied (std::ref to
+  // share). If fn returns Task<T>, the coroutine is driven cooperatively and the future is a
+  // Future<T>. Throws std::runtime_error after shutdown(), BrokenExecutor (BrokenThreadPool)
+  // if the executor is broken, std::bad_alloc or std::system_error (a worker thread could not
+  // start). Strong guarantee: when it throws, no task was accepted and join() does not wait
+  // for one.
+  template <typename Fn, typename... Args>
+  auto submit(Fn&& fn, Args&&... args);
+
+  // Python's map(fn, *iterables): submits fn(x, y, ...) for the zipped ranges (stopping at the
+  // shortest) at once, and returns the results in input order; see MapResults. Basic
+  // guarantee: if a submit throws, the tasks submitted before it keep running (as in Python).
+  template <typename Fn, typename... Ranges>
+    requires(!std::is_convertible_v<Fn, Timeout> && sizeof...(Ranges) > 0)
+  auto map(Fn&& fn, Ranges&&... ranges) {
+    return map(Timeout{}, std::forward<Fn>(fn), std::forward<Ranges>(ranges)...);
+  }
+  // map() with Python's `timeout=`, counted from this call.
+  template <typename Fn, typename... Ranges>
+    requires(sizeof...(Ranges) > 0)
+  auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
+
+  // Python's shutdown(wait, cancel_futures): no new tasks are accepted. With cancel_futures,
+  // tasks that have not started are cancelled (their waiters notified). With wait, returns
+  // once every accepted task (including suspended coroutines) is done and every worker thread
+  // has exited. Throws std::runtime_error if called with wait from one of the executor's own
+  // tasks (after stopping intake), since it would wait for itself. Idempotent. Nothrow
+  // otherwise.
+  virtual void shutdown(bool wait = true, bool cancel_futures = false) = 0;
+
+  // Blocks until the executor is quiescent: nothing queued, running or suspended, including
+  // tasks submitted by tasks, even after join() was called. Then throws UnobservedTaskErrors
+  // carrying the exceptions of the tasks that failed since the last join() and whose futures
+  // nobody observed (result()/exception()); each is reported once. Throws TimeoutError if the
+  // timeout runs out first, std::runtime_error if called from one of the executor's own tasks.
+  // The executor stays usable. Strong guarantee.
+  virtual void join(Timeout timeout = std::nullopt) = 0;
+
+ protected:
+  Executor() = default;
+
+  // Accepts `task` (one reference, the queue's) or throws with nothing accepted.
+  virtual void enqueue(detail::Runnable& task) = 0;
+  virtual detail::Scheduler& scheduler() noexcept = 0;
+  // Registers this executor so that its futures can find it; call once from the factory,
+  // after the shared_ptr exists. May throw std::bad_alloc.
+  void register_self();
+
+ private:
+  // Gives a new task to enqueue(); returns the future's reference. Strong guarantee.
+  template <typename T>
+  detail::StateRef<detail::StateBase> accept(T* task) {
+    task->set_executor_id(id_);
+    auto future_ref = detail::StateRef<detail::StateBase>::share(task);
+    try {
+      enqueue(*task);
+    } catch (...) {
+      task->release();  // the queue's reference; future_ref frees the task
+      throw;
+    }
+    return future_ref;
+  }
+
+  std::uint64_t id_ = 0;
+};
+
+template <typename Fn, typename... Args>
+auto Executor::submit(Fn&& fn, Args&&... args) {
+  using Invoked = std::invoke_result_t<std::decay_t<Fn>, std::decay_t<Args>...>;
+  using Plain = std::remove_cvref_t<Invoked>;
+  auto call = [fn = std::forward<Fn>(fn),
+               ... args = std::forward<Args>(args)]() mutable -> decltype(auto) {
+    return std::invoke(std::move(fn), std::move(args)...);
+  };
+  using Call = decltype(call);
+  if constexpr (detail::IsTask<Plain>::value) {
+    using R = typename detail::IsTask<Plain>::value_type;
+    auto* task = new detail::CoroutineTask<R, Call>(std::move(call), scheduler());
+    return Future<R>(accept(task));
+  } else {
+    using R = Plain;
+    auto* task = new detail::CallTask<R, Call>(std::move(call));
+    return Future<R>(accept(task));
+  }
+}
+
+template <typename Fn, typename... Ranges>
+  requires(sizeof...(Ranges) > 0)
+auto Executor::map(Timeout timeout, Fn&& fn, Ranges&&... ranges) {
+  using R = typename decltype(submit(fn, *std::ranges::begin(ranges)...))::value_type;
+  detail::Deadline deadline = detail::Deadline::after(timeout);
+  std::vector<Future<R>> futures;
+  auto its = std::make_tuple(std::ranges::begin(ranges)...);
+  auto ends = std::make_tuple(std::ranges::end(ranges)...);
+  auto any_at_end = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((std::get<I>(its) == std::get<I>(ends)) || ...);
+  };
+  auto submit_current = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    futures.push_back(submit(fn, *std::get<I>(its)...));
+    (++std::get<I>(its), ...);
+  };
+  constexpr auto kIndexes = std::index_sequence_for<Ranges...>{};
+  while (!any_at_end(kIndexes)) submit_current(kIndexes);
+  return MapResults<R>(std::move(futures), deadline);
+}
+
+}  // namespace betterconcurrent
+
+#endif  // BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_

@@ -1,0 +1,152 @@
+#include "executor/thread_pool_executor.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "future/detail/executor_registry.h"
+#include "future/exceptions.h"
+#include "future/log.h"
+
+namespace betterconcurrent {
+namespace {
+
+std::atomic<unsigned> g_pool_counter{0};
+
+std::size_t default_max_workers() {
+  return std::min<std::size_t>(32, std::thread::hardware_concurrency() + 4);
+}
+
+}  // namespace
+
+Executor::~Executor() {
+  if (id_ != 0) detail::unregister_executor(id_);
+}
+
+void Executor::register_self() { id_ = detail::register_executor(weak_from_this()); }
+
+std::shared_ptr<ThreadPoolExecutor> ThreadPoolExecutor::create(Options options) {
+  auto pool = std::make_shared<ThreadPoolExecutor>(PrivateTag{}, std::move(options));
+  pool->register_self();
+  return pool;
+}
+
+ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
+    : initializer_(std::move(options.initializer)) {
+  std::size_t max_workers = options.max_workers.value_or(default_max_workers());
+  if (max_workers == 0) {
+    throw std::invalid_argument("max_workers must be greater than 0");
+  }
+  std::string prefix = options.thread_name_prefix.empty()
+                           ? "ThreadPoolExecutor-" + std::to_string(g_pool_counter++)
+                           : std::move(options.thread_name_prefix);
+  scheduler_ = detail::Scheduler::create(detail::Scheduler::Options{
+      .max_workers = max_workers,
+      .thread_name_prefix = std::move(prefix),
+      .on_worker_start = [this] { return on_worker_start(); },
+  });
+}
+
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+  if (scheduler_->is_own_worker()) {
+    shutdown(false);
+    scheduler_->detach_threads();
+  } else {
+    shutdown(true);
+  }
+}
+
+bool ThreadPoolExecutor::on_worker_start() noexcept {
+  if (!initializer_) return true;
+  try {
+    initializer_();
+    return true;
+  } catch (...) {
+    detail::log(LogLevel::kCritical, "Exception in initializer:", std::current_exception());
+  }
+  // Python's _initializer_failed(): break the pool and fail what is queued.
+  try {
+    std::lock_guard lock(mu_);
+    if (broken_.empty()) {
+      broken_ = "A thread initializer failed, the thread pool is not usable anymore";
+    }
+  } catch (...) {
+    // The message could not be stored; the flag below still breaks the pool.
+  }
+  broken_flag_.store(true, std::memory_order_seq_cst);
+  std::exception_ptr reason;
+  try {
+    reason = std::make_exception_ptr(BrokenThreadPool(broken()));
+  } catch (...) {
+    reason = std::current_exception();  // std::bad_alloc: still an error, never lost
+  }
+  scheduler_->discard_queued(reason);
+  return false;
+}
+
+std::string ThreadPoolExecutor::broken() const {
+  std::lock_guard lock(mu_);
+  return broken_;
+}
+
+void ThreadPoolExecutor::check_accepting() const {
+  if (broken_flag_.load(std::memory_order_seq_cst)) throw BrokenThreadPool(broken());
+  if (shutdown_.load(std::memory_order_seq_cst)) {
+    throw std::runtime_error("cannot schedule new futures after shutdown");
+  }
+}
+
+void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
+  // Counted before the checks: shutdown() and the break set their flag before they look at
+  // the count, so either they see this task or this task sees their flag.
+  scheduler_->tracker().add();
+  try {
+    check_accepting();
+    scheduler_->submit(task);
+  } catch (...) {
+    scheduler_->withdraw();
+    throw;
+  }
+  // A break that drained the queues just before our push would miss this task; drain again.
+  if (broken_flag_.load(std::memory_order_seq_cst)) {
+    std::exception_ptr reason;
+    try {
+      reason = std::make_exception_ptr(BrokenThreadPool(broken()));
+    } catch (...) {
+      reason = std::current_exception();
+    }
+    scheduler_->discard_queued(reason);
+  }
+}
+
+void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  shutdown_.store(true, std::memory_order_seq_cst);
+  if (cancel_futures) scheduler_->discard_queued(nullptr);
+  scheduler_->stop();
+  if (!wait) return;
+  if (scheduler_->is_own_worker()) {
+    throw std::runtime_error(
+        "cannot join current thread: shutdown(wait=true) was called from one of this "
+        "executor's own tasks; call shutdown(false) there, or shut down from outside");
+  }
+  scheduler_->join_threads();
+}
+
+void ThreadPoolExecutor::join(Timeout timeout) {
+  if (scheduler_->is_own_worker()) {
+    throw std::runtime_error(
+        "join() was called from one of this executor's own tasks, so it could never return; "
+        "join from outside the executor, or co_await the futures you need");
+  }
+  if (!scheduler_->tracker().wait_idle(detail::Deadline::after(timeout))) {
+    throw TimeoutError("join() timed out with " +
+                       std::to_string(scheduler_->tracker().outstanding()) +
+                       " task(s) still queued, running or suspended");
+  }
+  std::vector<std::exception_ptr> unobserved = scheduler_->tracker().take_unobserved();
+  if (!unobserved.empty()) throw UnobservedTaskErrors(std::move(unobserved));
+}
+
+}  // namespace betterconcurrent

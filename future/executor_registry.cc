@@ -1,0 +1,47 @@
+#include "future/detail/executor_registry.h"
+
+#include <mutex>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace betterconcurrent::detail {
+namespace {
+
+struct Registry {
+  std::mutex mu;
+  std::uint64_t last_id = 0;
+  absl::flat_hash_map<std::uint64_t, std::weak_ptr<Executor>> executors;
+};
+
+Registry& registry() {
+  static auto* r = new Registry;  // never destroyed: executors may outlive static destruction
+  return *r;
+}
+
+}  // namespace
+
+std::uint64_t register_executor(std::weak_ptr<Executor> executor) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  std::uint64_t id = r.last_id + 1;
+  r.executors.emplace(id, std::move(executor));
+  r.last_id = id;
+  return id;
+}
+
+void unregister_executor(std::uint64_t id) noexcept {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  r.executors.erase(id);
+}
+
+std::shared_ptr<Executor> find_executor(std::uint64_t id) {
+  if (id == 0) return nullptr;
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  auto it = r.executors.find(id);
+  return it == r.executors.end() ? nullptr : it->second.lock();
+}
+
+}  // namespace betterconcurrent::detail

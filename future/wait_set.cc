@@ -1,0 +1,100 @@
+#include <algorithm>
+#include <mutex>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "future/detail/wait_set.h"
+#include "future/exceptions.h"
+
+namespace betterconcurrent::detail {
+
+WaitSet::Mode WaitSet::mode_of(ReturnWhen r) noexcept {
+  switch (r) {
+    case ReturnWhen::kFirstCompleted:
+      return Mode::kFirstCompleted;
+    case ReturnWhen::kFirstException:
+      return Mode::kFirstException;
+    case ReturnWhen::kAllCompleted:
+      break;
+  }
+  return Mode::kAllCompleted;
+}
+
+WaitSet::WaitSet(Mode mode, std::vector<StateBase*> states)
+    : mode_(mode),
+      states_(std::move(states)),
+      nodes_(std::make_unique<Node[]>(states_.size())),
+      pending_(states_.size()),
+      ready_(states_.empty()) {
+  finished_.reserve(states_.size());
+  for (std::size_t i = 0; i < states_.size(); ++i) {
+    nodes_[i].set = this;
+    nodes_[i].index = i;
+  }
+}
+
+void WaitSet::arm() noexcept {
+  for (std::size_t i = 0; i < states_.size(); ++i) {
+    if (!states_[i]->link(nodes_[i])) {
+      std::lock_guard lock(mu_);
+      record(i, *states_[i]);
+    }
+  }
+}
+
+void WaitSet::disarm() noexcept {
+  for (std::size_t i = 0; i < states_.size(); ++i) states_[i]->unlink(nodes_[i]);
+}
+
+void WaitSet::Node::on_fire(WaitNode* self, StateBase& state) noexcept {
+  auto* node = static_cast<Node*>(self);
+  std::lock_guard lock(node->set->mu_);
+  node->set->record(node->index, state);
+}
+
+void WaitSet::record(std::size_t index, const StateBase& state) noexcept {
+  finished_.push_back(index);
+  bool now_ready = false;
+  switch (mode_) {
+    case Mode::kFirstCompleted:
+    case Mode::kAsCompleted:
+      now_ready = true;
+      break;
+    case Mode::kFirstException:
+      // Python's _AllCompletedWaiter(stop_on_exception=True).
+      now_ready = (!state.cancelled() && state.stored_exception()) || --pending_ == 0;
+      break;
+    case Mode::kAllCompleted:
+      now_ready = --pending_ == 0;
+      break;
+  }
+  if (now_ready) {
+    ready_ = true;
+    on_ready();
+  }
+}
+
+std::vector<std::size_t> first_occurrences(const std::vector<StateBase*>& states) {
+  std::vector<std::size_t> out;
+  out.reserve(states.size());
+  absl::flat_hash_set<const StateBase*> seen;
+  seen.reserve(states.size());
+  for (std::size_t i = 0; i < states.size(); ++i) {
+    if (seen.insert(states[i]).second) out.push_back(i);
+  }
+  return out;
+}
+
+void check_not_waiting_on_self(const std::vector<StateBase*>& states, const Timeout& timeout,
+                               ReturnWhen return_when) {
+  StateBase* self = current_task_state();
+  if (timeout || self == nullptr || self->done()) return;
+  if (std::find(states.begin(), states.end(), self) == states.end()) return;
+  if (return_when == ReturnWhen::kAllCompleted || states.size() == 1) {
+    throw InvalidStateError(
+        "a task cannot wait without a timeout for a set of futures that needs its own future "
+        "to finish: it would wait forever");
+  }
+}
+
+}  // namespace betterconcurrent::detail
