@@ -73,7 +73,9 @@ class MapResults {
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return owner_->next_ == owner_->futures_.size(); }
+    bool operator==(std::default_sentinel_t) const {
+      return owner_->next_ == owner_->futures_.size();
+    }
 
    private:
     friend class MapResults;
@@ -116,14 +118,13 @@ class Executor : public std::enable_shared_from_this<Executor> {
   // shortest) at once, and returns the results in input order; see MapResults. Basic
   // guarantee: if a submit throws, the tasks submitted before it keep running (as in Python).
   template <typename Fn, typename... Ranges>
-    requires(!std::is_convertible_v<Fn, Timeout> && sizeof...(Ranges) > 0)
-  auto map(Fn&& fn, Ranges&&... ranges) {
+  requires(!std::is_convertible_v<Fn, Timeout> &&
+           sizeof...(Ranges) > 0) auto map(Fn&& fn, Ranges&&... ranges) {
     return map(Timeout{}, std::forward<Fn>(fn), std::forward<Ranges>(ranges)...);
   }
   // map() with Python's `timeout=`, counted from this call.
   template <typename Fn, typename... Ranges>
-    requires(sizeof...(Ranges) > 0)
-  auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
+  requires(sizeof...(Ranges) > 0) auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
 
   // Python's shutdown(wait, cancel_futures): no new tasks are accepted. With cancel_futures,
   // tasks that have not started are cancelled (their waiters notified). With wait, returns
@@ -190,8 +191,7 @@ auto Executor::submit(Fn&& fn, Args&&... args) {
 }
 
 template <typename Fn, typename... Ranges>
-  requires(sizeof...(Ranges) > 0)
-auto Executor::map(Timeout timeout, Fn&& fn, Ranges&&... ranges) {
+requires(sizeof...(Ranges) > 0) auto Executor::map(Timeout timeout, Fn&& fn, Ranges&&... ranges) {
   using R = typename decltype(submit(fn, *std::ranges::begin(ranges)...))::value_type;
   detail::Deadline deadline = detail::Deadline::after(timeout);
   std::vector<Future<R>> futures;

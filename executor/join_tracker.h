@@ -38,9 +38,7 @@ class JoinTracker {
   // any more. Nothrow.
   bool withdraw() noexcept { return finished_one(); }
 
-  std::size_t outstanding() const noexcept {
-    return outstanding_.load(std::memory_order_seq_cst);
-  }
+  std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_seq_cst); }
 
   // Blocks until no task is outstanding or the deadline passes; returns whether idle.
   bool wait_idle(const Deadline& deadline);

@@ -99,8 +99,7 @@ std::shared_ptr<Scheduler> Scheduler::create(Options options) {
 }
 
 Scheduler::Scheduler(Options options)
-    : options_(std::move(options)),
-      workers_(std::make_unique<Worker[]>(options_.max_workers)) {}
+    : options_(std::move(options)), workers_(std::make_unique<Worker[]>(options_.max_workers)) {}
 
 Scheduler::~Scheduler() {
   std::thread timer;
@@ -296,9 +295,8 @@ Runnable* Scheduler::wait_for_work(std::size_t index) noexcept {
     found = find_work(index, true, 1);
     if (found == nullptr && !exiting()) {
       std::unique_lock lock(sleep_mu_);
-      sleep_cv_.wait(lock, [&] {
-        return epoch_.load(std::memory_order_seq_cst) != epoch || exiting();
-      });
+      sleep_cv_.wait(lock,
+                     [&] { return epoch_.load(std::memory_order_seq_cst) != epoch || exiting(); });
     }
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }

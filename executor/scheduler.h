@@ -60,7 +60,7 @@ class Runnable {
 
   Runnable* prev = nullptr;  // queue links, owned by whichever queue holds the task
   Runnable* next = nullptr;
-  bool external = false;     // submitted from outside the pool (Python's idle-thread rule)
+  bool external = false;  // submitted from outside the pool (Python's idle-thread rule)
 
  protected:
   ~Runnable() = default;
@@ -155,9 +155,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
  private:
   struct Worker {
     std::mutex mu;
-    RunQueue queue;                   // guarded by mu
+    RunQueue queue;                    // guarded by mu
     std::atomic<std::size_t> size{0};  // hint for idle scans; exact under mu
-    std::thread thread;               // guarded by spawn_mu_
+    std::thread thread;                // guarded by spawn_mu_
     std::string name;
   };
 
@@ -178,16 +178,16 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   const Options options_;
   std::unique_ptr<Worker[]> workers_;  // max_workers slots; [0, started_) are live
   std::atomic<std::size_t> started_{0};
-  std::mutex spawn_mu_;                // serialises spawn_worker() and join_threads()
+  std::mutex spawn_mu_;  // serialises spawn_worker() and join_threads()
 
   std::mutex inject_mu_;
-  RunQueue injected_;                  // guarded by inject_mu_
+  RunQueue injected_;  // guarded by inject_mu_
   std::atomic<std::size_t> injected_size_{0};
 
   std::atomic<std::size_t> idle_workers_{0};  // spinning or sleeping
   std::atomic<std::size_t> idle_tokens_{0};   // Python's _idle_semaphore
   std::atomic<int> sleepers_{0};
-  std::atomic<std::uint64_t> epoch_{0};       // changed under sleep_mu_
+  std::atomic<std::uint64_t> epoch_{0};  // changed under sleep_mu_
   std::mutex sleep_mu_;
   std::condition_variable sleep_cv_;
   std::atomic<bool> stopping_{false};
@@ -196,9 +196,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;
-  TimerEntry* timers_ = nullptr;       // guarded by timer_mu_, sorted by deadline
-  bool timer_stop_ = false;            // guarded by timer_mu_
-  std::thread timer_thread_;           // guarded by timer_mu_
+  TimerEntry* timers_ = nullptr;  // guarded by timer_mu_, sorted by deadline
+  bool timer_stop_ = false;       // guarded by timer_mu_
+  std::thread timer_thread_;      // guarded by timer_mu_
 };
 
 // Fault injection for tests: while positive, each worker-thread start fails with

@@ -197,10 +197,8 @@ class TaskPromise : public TaskPromiseBase {
  public:
   Task<T> get_return_object() noexcept;
   template <typename U>
-    requires std::is_constructible_v<T, U&&>
-  void return_value(U&& value) {
-    value_.emplace(std::forward<U>(value));
-  }
+  requires std::is_constructible_v<T, U&&>
+  void return_value(U&& value) { value_.emplace(std::forward<U>(value)); }
   std::optional<T>& value() noexcept { return value_; }
 
  private:

@@ -133,7 +133,9 @@ class AnyFuture {
 
   // The executor that made this future, or null if it is gone or the future was made by hand.
   // Held weakly: a future never keeps its executor alive. May throw std::bad_alloc.
-  std::shared_ptr<Executor> executor() const { return detail::find_executor(state_->executor_id()); }
+  std::shared_ptr<Executor> executor() const {
+    return detail::find_executor(state_->executor_id());
+  }
 
   // Waits until done() cooperatively inside a coroutine task, blocking elsewhere; see
   // YieldUntilDone. `co_await f.yield_until_done();` Nothrow until awaited.
@@ -189,15 +191,10 @@ class Future : public AnyFuture {
   // Finishes the future with a result. Throws InvalidStateError if it is done; anything T's
   // constructor throws propagates. Strong guarantee.
   template <typename U = T>
-    requires(!std::is_void_v<T> && std::is_constructible_v<T, U &&>)
-  void set_result(U&& value) const {
+  requires(!std::is_void_v<T> && std::is_constructible_v<T, U&&>) void set_result(U&& value) const {
     typed().set_result(std::forward<U>(value));
   }
-  void set_result() const
-    requires std::is_void_v<T>
-  {
-    typed().set_result();
-  }
+  void set_result() const requires std::is_void_v<T> { typed().set_result(); }
 
   // Adds `fn`, callable as fn(const Future<T>&); see AnyFuture::add_done_callback.
   template <typename Fn>

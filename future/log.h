@@ -31,8 +31,8 @@ enum class LogLevel { kError, kCritical };
 
 struct LogRecord {
   LogLevel level;
-  std::string message;             // e.g. "exception calling callback for future"
-  std::exception_ptr exception;    // what was caught; may be null
+  std::string message;           // e.g. "exception calling callback for future"
+  std::exception_ptr exception;  // what was caught; may be null
 };
 
 using LogHandler = std::function<void(const LogRecord&)>;

@@ -1,3 +1,5 @@
+#include "future/detail/state.h"
+
 #include <condition_variable>
 #include <cstdio>
 #include <limits>
@@ -5,7 +7,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "future/detail/state.h"
 #include "future/exceptions.h"
 #include "future/log.h"
 

@@ -39,8 +39,8 @@ struct DoneAndNotDoneFutures {
 };
 
 template <typename R>
-concept FutureRange = std::ranges::input_range<R> &&
-                      std::is_base_of_v<AnyFuture, std::ranges::range_value_t<R>>;
+concept FutureRange =
+    std::ranges::input_range<R> && std::is_base_of_v<AnyFuture, std::ranges::range_value_t<R>>;
 
 namespace detail {
 
@@ -103,8 +103,7 @@ class AsCompletedCore {
 // timeout on its own future; std::bad_alloc if it cannot allocate its listeners. Strong
 // guarantee (it changes no future).
 template <FutureRange Range>
-auto wait(const Range& fs, Timeout timeout = std::nullopt,
-          ReturnWhen return_when = ALL_COMPLETED) {
+auto wait(const Range& fs, Timeout timeout = std::nullopt, ReturnWhen return_when = ALL_COMPLETED) {
   using F = std::ranges::range_value_t<Range>;
   detail::UniqueFutures<F> unique(fs);
   std::vector<bool> done = detail::wait_states(unique.states, timeout, return_when);

@@ -1,9 +1,10 @@
+#include "future/detail/wait_set.h"
+
 #include <algorithm>
 #include <mutex>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "future/detail/wait_set.h"
 #include "future/exceptions.h"
 
 namespace betterconcurrent::detail {

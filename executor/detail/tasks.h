@@ -22,7 +22,8 @@ namespace betterconcurrent::detail {
 // Scheduler::release_idle_token). A result that cannot be stored because the future was
 // already completed by hand is logged, not lost silently.
 template <typename R, typename Produce>
-void complete_task(State<R>& state, bool external, Scheduler& scheduler, Produce&& produce) noexcept {
+void complete_task(State<R>& state, bool external, Scheduler& scheduler,
+                   Produce&& produce) noexcept {
   bool stored;
   try {
     if constexpr (std::is_void_v<R>) {
@@ -51,7 +52,8 @@ class CallTask final : public State<R>, public Runnable {
   void run(Scheduler& scheduler) noexcept override {
     if (this->start_or_notify_cancel()) {
       CurrentTaskScope scope(this);
-      complete_task(*this, external, scheduler, [this]() -> R { return std::invoke(std::move(*fn_)); });
+      complete_task(*this, external, scheduler,
+                    [this]() -> R { return std::invoke(std::move(*fn_)); });
     }
     fn_.reset();  // like Python's `del work_item`: captures die with the run, not the future
     scheduler.task_ended(*this);
@@ -127,7 +129,8 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
     } else if constexpr (std::is_void_v<R>) {
       complete_task(*this, external, scheduler_, [] {});
     } else {
-      complete_task(*this, external, scheduler_, [&]() -> R { return std::move(*promise.value()); });
+      complete_task(*this, external, scheduler_,
+                    [&]() -> R { return std::move(*promise.value()); });
     }
     handle_.destroy();
     handle_ = {};

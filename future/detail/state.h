@@ -182,9 +182,9 @@ class StateBase {
   std::atomic<FutureState> state_{FutureState::kPending};
   std::atomic<bool> observed_{false};
   Lock lock_;
-  WaitNode* listeners_ = nullptr;    // guarded by lock_
+  WaitNode* listeners_ = nullptr;      // guarded by lock_
   CallbackNode* callbacks_ = nullptr;  // guarded by lock_; newest first
-  std::exception_ptr exception_;     // written under lock_ before FINISHED is published
+  std::exception_ptr exception_;       // written under lock_ before FINISHED is published
   std::uint64_t executor_id_ = 0;
 };
 
