@@ -22,14 +22,6 @@ struct WorkerIdentity {
 };
 thread_local WorkerIdentity tls_worker;
 
-void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
 }  // namespace
 
 void RunQueue::push_front(Runnable& r) noexcept {

@@ -98,12 +98,11 @@ class WaitAllAwaiter {
   bool await_ready() const noexcept { return false; }
 
   bool await_suspend(std::coroutine_handle<>) noexcept {
-    set_.arm();
+    set_.arm();  // wakes are suppressed (woken_ is true) until we decide to suspend
     std::unique_lock lock(set_.mu());
-    if (set_.ready_locked() || deadline_.passed()) {
-      woken_.store(true, std::memory_order_relaxed);
-      return false;
-    }
+    if (set_.ready_locked() || deadline_.passed()) return false;
+    // Readiness is only ever reported under mu(), which we hold: from here on, it wakes us.
+    woken_.store(false, std::memory_order_release);
     if (!deadline_.is_never()) {
       timer_.at = deadline_.at();
       driver_.scheduler().add_timer(timer_);
@@ -146,7 +145,7 @@ class WaitAllAwaiter {
   CoroutineDriver& driver_;
   Deadline deadline_;
   TimerEntry timer_{&WaitAllAwaiter::on_timer, this};
-  std::atomic<bool> woken_{false};
+  std::atomic<bool> woken_{true};  // true until await_suspend decides to suspend
 };
 
 class TaskPromiseBase {

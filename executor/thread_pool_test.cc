@@ -284,6 +284,44 @@ TEST(ThreadPoolMap, DestroyingResultsCancelsUnreachedFutures) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// wait() and as_completed() over the pool's futures
+
+TEST(ThreadPoolWait, AsCompletedYieldsEachFutureOnce) {
+  auto pool = ThreadPoolExecutor::create(3);
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(pool->submit([i] { return i; }));
+  std::set<int> seen;
+  int sum = 0;
+  for (const auto& f : as_completed(fs, kLong)) {
+    EXPECT_TRUE(f.done());
+    seen.insert(f.result());
+    sum += f.result();
+  }
+  EXPECT_EQ(seen.size(), 20u);
+  EXPECT_EQ(sum, 190);
+}
+
+TEST(ThreadPoolWait, FirstExceptionReturnsWhileAnotherTaskIsBlocked) {
+  auto pool = ThreadPoolExecutor::create(2);
+  Future<void> release;
+  auto blocked = pool->submit([release] {
+    release.result(kLong);
+    return 0;
+  });
+  auto failing = pool->submit([]() -> int { throw std::runtime_error("fail"); });
+  std::vector<Future<int>> fs{blocked, failing};
+  auto r = wait(fs, kLong, FIRST_EXCEPTION);
+  ASSERT_EQ(r.done.size(), 1u);
+  EXPECT_TRUE(r.done[0] == failing);
+  ASSERT_EQ(r.not_done.size(), 1u);
+  EXPECT_TRUE(r.not_done[0] == blocked);
+  release.set_result();
+  r = wait(fs, kLong, ALL_COMPLETED);
+  EXPECT_EQ(r.done.size(), 2u);
+  EXPECT_THROW(failing.result(), std::runtime_error);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Construction, threads, names, initializer
 
 TEST(ThreadPoolOptions, DefaultMaxWorkersIsPythons) {
@@ -482,6 +520,50 @@ TEST(ThreadPoolInitializer, NonStdExceptionAlsoBreaksThePool) {
   EXPECT_TRUE(logged);
 }
 
+TEST(ThreadPoolInitializer, StartedCoroutinesStillFinishWhenThePoolBreaks) {
+  LogCapture logs;
+  std::atomic<int> initializer_calls{0};
+  Future<void> second_initializer_entered, release_initializer;
+  ThreadPoolExecutor::Options options;
+  options.max_workers = 2;
+  options.initializer = [&] {
+    if (initializer_calls.fetch_add(1) == 0) return;  // the first worker starts fine
+    second_initializer_entered.set_result();
+    release_initializer.result(kLong);
+    throw std::runtime_error("second worker");
+  };
+  auto pool = ThreadPoolExecutor::create(std::move(options));
+  pool->submit([] {}).result(kLong);  // worker 0 exists and is idle
+
+  Future<int> gate;
+  Future<void> about_to_await;
+  auto co = pool->submit([gate, about_to_await]() -> Task<int> {
+    about_to_await.set_result();
+    co_await gate.yield_until_done();
+    co_return gate.result() + 1;
+  });
+  about_to_await.result(kLong);
+  // Worker 0 is free while the coroutine waits. This submit starts worker 1, whose
+  // initializer blocks; worker 0 takes the blocker.
+  Future<void> blocker_started, release_blocker;
+  auto blocker = pool->submit([=] {
+    blocker_started.set_result();
+    release_blocker.result(kLong);
+  });
+  second_initializer_entered.result(kLong);
+  blocker_started.result(kLong);
+  auto queued = pool->submit([] { return 0; });  // nobody can take it
+  gate.set_result(6);  // the coroutine is queued to resume, behind the busy worker 0
+  release_initializer.set_result();
+
+  EXPECT_THROW(queued.result(kLong), BrokenThreadPool);
+  EXPECT_FALSE(pool->broken().empty());
+  release_blocker.set_result();
+  EXPECT_EQ(co.result(kLong), 7);  // it had started: it is not discarded
+  blocker.result(kLong);
+  EXPECT_EQ(initializer_calls.load(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // shutdown and destruction
 
@@ -610,6 +692,27 @@ TEST(ThreadPoolLifetime, DestroyingLastReferenceWaitsForTasks) {
     EXPECT_TRUE(fs[i].done()) << i;
     EXPECT_EQ(fs[i].result(seconds(0)), i);
   }
+}
+
+TEST(ThreadPoolLifetime, LastReferenceDroppedByOwnTaskDoesNotDeadlock) {
+  auto pool = ThreadPoolExecutor::create(2);
+  std::weak_ptr<ThreadPoolExecutor> weak = pool;
+  Future<void> release;
+  Future<bool> destroyed_inside;
+  auto f = pool->submit([keep = pool, release, destroyed_inside]() mutable {
+    release.result(kLong);
+    std::weak_ptr<ThreadPoolExecutor> w = keep;
+    keep.reset();  // the last reference: the pool is destroyed on its own worker
+    destroyed_inside.set_result(w.expired());
+    return 1;
+  });
+  pool.reset();
+  EXPECT_FALSE(weak.expired());  // the task still holds it
+  release.set_result();
+  EXPECT_TRUE(destroyed_inside.result(kLong));
+  EXPECT_EQ(f.result(kLong), 1);
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(f.executor(), nullptr);
 }
 
 TEST(ThreadPoolLifetime, FutureExecutorIsWeak) {

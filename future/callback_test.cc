@@ -345,13 +345,11 @@ TEST(CallbackTest, CallbackAddedConcurrentlyWithCompletionRunsExactlyOnce) {
     std::atomic<int> arrived{0};
     std::thread completer([&] {
       arrived.fetch_add(1);
-      while (arrived.load() < 2) {
-      }
+      while (arrived.load() < 2) std::this_thread::yield();
       f.set_result(round);
     });
     arrived.fetch_add(1);
-    while (arrived.load() < 2) {
-    }
+    while (arrived.load() < 2) std::this_thread::yield();
     f.add_done_callback([&](const Future<int>& g) {
       EXPECT_EQ(g.result(0s), round);
       calls.fetch_add(1);

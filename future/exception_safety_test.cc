@@ -587,6 +587,7 @@ TEST(AllocationFailureTest, RejectedSetRunning) {
 // wait(), as_completed() and yield_until_done(fs) under allocation failure. Each runs in a child
 // process, so that a crash (heap corruption) fails the test without taking the others down.
 #define EXPECT_SURVIVES(statement)                                  \
+  GTEST_FLAG_SET(death_test_style, "threadsafe");                   \
   EXPECT_EXIT(                                                      \
       {                                                             \
         statement;                                                  \
@@ -690,38 +691,40 @@ void YieldUntilDoneBody() {
 }
 
 
-// The executor registry behind Future::executor(): "May throw std::bad_alloc" when registering.
-// A failed registration must leave the registry usable.
+// The executor registry behind Future::executor(): registering "may throw std::bad_alloc". A
+// failed registration must leave the registry usable. The registry only allocates when it grows,
+// so this registers more and more executors, each time first with the next allocation failing.
 void RegistryBody() {
   auto owner = std::make_shared<int>(0);
   // Executor is incomplete here; a stand-in pointer is enough since it is never dereferenced.
   std::shared_ptr<Executor> executor(owner, reinterpret_cast<Executor*>(owner.get()));
-  long failures = for_each_allocation([&](long n) {
+  std::vector<std::uint64_t> kept;
+  int failures = 0;
+  for (int i = 0; i < 100; ++i) {
     std::uint64_t id = 0;
     bool injected;
     {
-      FailAllocation fail(n);
+      FailAllocation fail(0);
       try {
         id = detail::register_executor(executor);
       } catch (const std::bad_alloc&) {
       }
       injected = fail.injected();
     }
-    // Whatever happened, the registry still works.
-    std::vector<std::uint64_t> ids;
-    for (int i = 0; i < 20; ++i) ids.push_back(detail::register_executor(executor));
-    for (std::uint64_t other : ids) {
-      EXPECT_EQ(detail::find_executor(other), executor);
-      detail::unregister_executor(other);
-      EXPECT_EQ(detail::find_executor(other), nullptr);
+    if (injected) {
+      ++failures;
+      EXPECT_EQ(id, 0u);
+    } else {
+      kept.push_back(id);
     }
-    if (id != 0) {
-      EXPECT_EQ(detail::find_executor(id), executor);
-      detail::unregister_executor(id);
-    }
-    return injected;
-  });
-  EXPECT_GE(failures, 1);
+    kept.push_back(detail::register_executor(executor));
+    for (std::uint64_t k : kept) EXPECT_EQ(detail::find_executor(k), executor) << k;
+  }
+  for (std::uint64_t k : kept) {
+    detail::unregister_executor(k);
+    EXPECT_EQ(detail::find_executor(k), nullptr);
+  }
+  EXPECT_GE(failures, 2);  // the registry itself, then at least one growth
 }
 
 TEST(WaitAllocationFailureTest, WaitChangesNothingAndLeavesNoListener) {

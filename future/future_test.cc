@@ -849,65 +849,113 @@ TEST(LogTest, DescribeException) {
 
 // ---------------------------------------------------------------------------------------------
 // set_running_or_notify_cancel() is atomic with respect to the other transitions: whatever the
-// interleaving, its outcome must match one of the serial orders, as Python's (which holds the
-// future's condition for the whole check-and-set) does.
+// interleaving, its outcome must be that of one of the serial orders, as in Python, which holds
+// the future's condition for the whole check-and-set.
+//
+// To make the interleaving likely, set_result() is held in the middle of its work by a result
+// type whose constructor waits for a signal, while other threads call
+// set_running_or_notify_cancel(). Every outcome is checked against the serial orders, so the
+// tests hold however the threads are scheduled; the yields only make the overlap likely.
+
+// Construction signals `entered`, waits for `release`, then succeeds or throws.
+struct Gate {
+  std::promise<void>* entered;
+  std::shared_future<void> release;
+  bool fail;
+};
+
+struct GatedValue {
+  explicit GatedValue(const Gate& gate) {
+    gate.entered->set_value();
+    if (gate.release.wait_for(kLong) != std::future_status::ready) {
+      throw std::logic_error("the test never released the gate");
+    }
+    if (gate.fail) throw std::runtime_error("construction failed");
+  }
+};
+
+enum class Outcome { kTrue, kFalse, kThrew };
+
+Outcome try_set_running(const AnyFuture& f) {
+  fprintf(stderr, "DEBUG before: state=%d\n", (int)f.state());
+  try {
+    return f.set_running_or_notify_cancel() ? Outcome::kTrue : Outcome::kFalse;
+  } catch (const std::runtime_error&) {
+    return Outcome::kThrew;
+  }
+}
+
+// Gives the threads that announced themselves a chance to reach the call they announced.
+void let_others_run() {
+  for (int i = 0; i < 2000; ++i) std::this_thread::yield();
+}
 
 TEST(FutureRaceTest, SetRunningRacingSetResultNeverReportsCancellation) {
-  // Serial orders: set_running first (returns true, then set_result finishes it), or set_result
-  // first (set_running then throws). Returning false would claim a cancellation nobody made.
+  // Serial orders: set_running first (true; set_result then finishes the running future), or
+  // set_result first (set_running then throws). False would report a cancellation nobody made.
   LogCapture log;  // the expected CRITICAL records
-  int false_returns = 0;
-  constexpr int kRounds = 2000;
-  for (int round = 0; round < kRounds; ++round) {
-    Future<int> f;
-    std::atomic<int> arrived{0};
-    std::jthread setter([&] {
-      arrived.fetch_add(1);
-      while (arrived.load() < 2) {
-      }
-      f.set_result(1);
+  for (int round = 0; round < 20; ++round) {
+    Future<GatedValue> f;
+    std::promise<void> entered;
+    std::promise<void> release;
+    Gate gate{&entered, release.get_future().share(), /*fail=*/false};
+    std::jthread completer([f, &gate] { f.set_result(gate); });
+    ASSERT_EQ(entered.get_future().wait_for(kLong), std::future_status::ready);
+
+    std::atomic<bool> started{false};
+    std::future<Outcome> outcome = std::async(std::launch::async, [f, &started] {
+      started = true;
+      return try_set_running(f);
     });
-    arrived.fetch_add(1);
-    while (arrived.load() < 2) {
-    }
-    try {
-      if (!f.set_running_or_notify_cancel()) ++false_returns;
-    } catch (const std::runtime_error&) {
-    }
-    setter.join();
-    ASSERT_FALSE(f.cancelled());
-    ASSERT_EQ(f.result(0s), 1);
+    while (!started) std::this_thread::yield();
+    let_others_run();
+    fprintf(stderr, "DEBUG releasing\n");
+    release.set_value();
+
+    const Outcome o = outcome.get();
+    fprintf(stderr, "DEBUG outcome %d\n", (int)o);
+    completer.join();
+    ASSERT_NE(o, Outcome::kFalse)
+        << "round " << round << ": set_running_or_notify_cancel() returned false (\"cancelled\") "
+        << "for a future that was never cancelled";
+    EXPECT_FALSE(f.cancelled());
+    EXPECT_EQ(f.state(), FutureState::kFinished);
   }
-  EXPECT_EQ(false_returns, 0)
-      << "set_running_or_notify_cancel() returned false (\"cancelled\") for a future that was "
-         "never cancelled";
 }
 
 TEST(FutureRaceTest, ConcurrentSetRunningExactlyOneSucceedsOthersThrow) {
+  // Two calls on a PENDING future: one returns true, the other must throw (it is the second
+  // call). Here set_result() holds the future while both start, then fails, leaving it PENDING.
   LogCapture log;
-  int bad_rounds = 0;
-  constexpr int kRounds = 2000;
-  for (int round = 0; round < kRounds; ++round) {
-    Future<int> f;
-    std::atomic<int> arrived{0};
-    std::atomic<int> trues{0}, falses{0}, throws{0};
-    auto attempt = [&] {
-      arrived.fetch_add(1);
-      while (arrived.load() < 2) {
-      }
-      try {
-        (f.set_running_or_notify_cancel() ? trues : falses).fetch_add(1);
-      } catch (const std::runtime_error&) {
-        throws.fetch_add(1);
-      }
+  for (int round = 0; round < 20; ++round) {
+    Future<GatedValue> f;
+    std::promise<void> entered;
+    std::promise<void> release;
+    Gate gate{&entered, release.get_future().share(), /*fail=*/true};
+    std::jthread completer([f, &gate] { EXPECT_THROW(f.set_result(gate), std::runtime_error); });
+    ASSERT_EQ(entered.get_future().wait_for(kLong), std::future_status::ready);
+
+    std::atomic<int> started{0};
+    auto attempt = [f, &started] {
+      started.fetch_add(1);
+      return try_set_running(f);
     };
-    std::jthread other(attempt);
-    attempt();
-    other.join();
-    ASSERT_EQ(trues.load(), 1);
-    if (falses.load() != 0 || throws.load() != 1) ++bad_rounds;
+    std::future<Outcome> first = std::async(std::launch::async, attempt);
+    std::future<Outcome> second = std::async(std::launch::async, attempt);
+    while (started.load() < 2) std::this_thread::yield();
+    let_others_run();
+    release.set_value();
+
+    Outcome a = first.get();
+    Outcome b = second.get();
+    completer.join();
+    if (a != Outcome::kTrue) std::swap(a, b);
+    ASSERT_EQ(a, Outcome::kTrue) << "round " << round;
+    ASSERT_EQ(b, Outcome::kThrew)
+        << "round " << round << ": the second set_running_or_notify_cancel() returned "
+        << (b == Outcome::kFalse ? "false" : "true") << " instead of throwing";
+    EXPECT_TRUE(f.running());
   }
-  EXPECT_EQ(bad_rounds, 0) << "the losing call returned false instead of throwing";
 }
 
 }  // namespace

@@ -17,6 +17,11 @@ namespace {
 // overflow, and nobody can observe the difference.
 constexpr double kLongestTimeoutSeconds = 1e9;
 
+// A blocking wait first polls this many times: completion is often a few microseconds away (a
+// worker that is already running the task), and polling saves a sleep and a wake-up on both
+// sides.
+constexpr int kPollsBeforeBlocking = 1000;
+
 thread_local StateBase* tls_current_task = nullptr;
 
 const char* state_name(FutureState s) noexcept {
@@ -140,33 +145,30 @@ bool StateBase::cancel() noexcept {
   return true;
 }
 
-bool StateBase::start_or_notify_cancel() noexcept {
+StateBase::StartResult StateBase::try_start() noexcept {
   std::lock_guard<Lock> guard(lock_);
   switch (state()) {
     case FutureState::kPending:
       state_.store(FutureState::kRunning, std::memory_order_release);
-      return true;
+      return StartResult::kStarted;
     case FutureState::kCancelled:
       state_.store(FutureState::kCancelledAndNotified, std::memory_order_release);
       fire_listeners([](const WaitNode& n) { return n.when == WaitNode::When::kNotified; });
-      return false;
+      return StartResult::kCancelled;
     default:
-      return false;
+      return StartResult::kUnexpected;
   }
 }
 
 bool StateBase::set_running_or_notify_cancel() {
-  FutureState s = state();
-  if (s == FutureState::kRunning || s == FutureState::kFinished ||
-      s == FutureState::kCancelledAndNotified) {
-    // The transitions below are the only ones allowed; anything else is a caller's bug.
-    std::string message = std::string("Future in unexpected state: ") + state_name(s);
-    log(LogLevel::kCritical, message, nullptr);
-    throw std::runtime_error(message +
-                             "; set_running_or_notify_cancel() must be called once, on a "
-                             "PENDING or CANCELLED future");
-  }
-  return start_or_notify_cancel();
+  StartResult r = try_start();
+  if (r != StartResult::kUnexpected) return r == StartResult::kStarted;
+  // Only PENDING and CANCELLED may be started; anything else is a caller's bug.
+  std::string message = std::string("Future in unexpected state: ") + state_name(state());
+  log(LogLevel::kCritical, message, nullptr);
+  throw std::runtime_error(message +
+                           "; set_running_or_notify_cancel() must be called once, on a "
+                           "PENDING or CANCELLED future");
 }
 
 bool StateBase::try_set_exception(std::exception_ptr e) noexcept {
@@ -197,6 +199,10 @@ bool StateBase::wait_done(Deadline deadline) {
   if (deadline.is_never() && current_task_state() == this) {
     throw InvalidStateError(
         "a task cannot wait for its own future without a timeout: it would wait forever");
+  }
+  for (int poll = 0; poll < kPollsBeforeBlocking && !deadline.passed(); ++poll) {
+    if (done()) return true;
+    cpu_relax();
   }
   BlockingWaiter waiter;
   if (!link(waiter)) return true;

@@ -44,13 +44,42 @@ void complete_task(State<R>& state, bool external, Scheduler& scheduler,
   }
 }
 
+// Moves a task's future to RUNNING; false if it must not run (cancelled, which notifies its
+// waiters, or completed by hand before it started, which is logged). Nothrow.
+inline bool begin_task(StateBase& state) noexcept {
+  switch (state.try_start()) {
+    case StateBase::StartResult::kStarted:
+      return true;
+    case StateBase::StartResult::kCancelled:
+      return false;
+    case StateBase::StartResult::kUnexpected:
+      break;
+  }
+  log(LogLevel::kError, "task not run: its future was completed by hand before it started",
+      nullptr);
+  return false;
+}
+
+// Ends a task that never started: fails it with `reason`, or cancels it and notifies its
+// waiters if `reason` is null. Nothrow.
+inline void discard_task(StateBase& state, Scheduler& scheduler,
+                         std::exception_ptr reason) noexcept {
+  if (reason) {
+    state.try_set_exception(std::move(reason));
+  } else {
+    state.cancel();
+    state.start_or_notify_cancel();
+  }
+  scheduler.task_ended(state);
+}
+
 template <typename R, typename Fn>
 class CallTask final : public State<R>, public Runnable {
  public:
   explicit CallTask(Fn fn) : fn_(std::move(fn)) {}
 
   void run(Scheduler& scheduler) noexcept override {
-    if (this->start_or_notify_cancel()) {
+    if (begin_task(*this)) {
       CurrentTaskScope scope(this);
       complete_task(*this, external, scheduler,
                     [this]() -> R { return std::invoke(std::move(*fn_)); });
@@ -61,13 +90,7 @@ class CallTask final : public State<R>, public Runnable {
 
   void discard(Scheduler& scheduler, std::exception_ptr reason) noexcept override {
     fn_.reset();
-    if (reason) {
-      this->try_set_exception(std::move(reason));
-    } else {
-      this->cancel();
-      this->start_or_notify_cancel();
-    }
-    scheduler.task_ended(*this);
+    discard_task(*this, scheduler, std::move(reason));
   }
 
   bool started() const noexcept override { return false; }
@@ -83,7 +106,7 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
 
   void run(Scheduler& scheduler) noexcept override {
     if (!handle_) {
-      if (!this->start_or_notify_cancel()) {
+      if (!begin_task(*this)) {
         fn_.reset();
         scheduler.task_ended(*this);
         return;
@@ -106,13 +129,7 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
 
   void discard(Scheduler& scheduler, std::exception_ptr reason) noexcept override {
     fn_.reset();
-    if (reason) {
-      this->try_set_exception(std::move(reason));
-    } else {
-      this->cancel();
-      this->start_or_notify_cancel();
-    }
-    scheduler.task_ended(*this);
+    discard_task(*this, scheduler, std::move(reason));
   }
 
   bool started() const noexcept override { return static_cast<bool>(handle_); }

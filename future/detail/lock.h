@@ -8,6 +8,15 @@
 
 namespace betterconcurrent::detail {
 
+// A hint to the processor that the caller is busy-waiting.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 class Lock {
  public:
   Lock() = default;
@@ -30,6 +39,7 @@ class Lock {
 
   void lock_slow() noexcept {
     for (int spin = 0; spin < 64; ++spin) {
+      cpu_relax();
       int expected = kFree;
       if (word_.load(std::memory_order_relaxed) == kFree &&
           word_.compare_exchange_weak(expected, kHeld, std::memory_order_acquire)) {

@@ -125,9 +125,12 @@ class StateBase {
   // Python's set_running_or_notify_cancel(). Throws std::runtime_error (and logs CRITICAL) if
   // the state is RUNNING or FINISHED.
   bool set_running_or_notify_cancel();
-  // Moves PENDING to RUNNING, or CANCELLED to CANCELLED_AND_NOTIFIED; false if cancelled.
-  // For executors, which own the transition. Nothrow.
-  bool start_or_notify_cancel() noexcept;
+  // Moves PENDING to RUNNING (kStarted), or CANCELLED to CANCELLED_AND_NOTIFIED (kCancelled);
+  // any other state is left alone (kUnexpected). Atomic. Nothrow.
+  enum class StartResult { kStarted, kCancelled, kUnexpected };
+  StartResult try_start() noexcept;
+  // For executors, which own the transition: whether the task should run. Nothrow.
+  bool start_or_notify_cancel() noexcept { return try_start() == StartResult::kStarted; }
 
   // Python's set_exception(). Throws InvalidStateError if already done. Strong guarantee.
   void set_exception(std::exception_ptr e);

@@ -1,0 +1,87 @@
+# Entry points for building, testing and running betterconcurrent with Debian's Bazel 4.2.3,
+# offline. Every target works from a fresh clone: `deps` installs what is missing first.
+#
+#   make deps    install/check the Debian packages and Abseil's source (tools/deps/install.sh)
+#   make build   bazel build //...
+#   make test    tests in the default, asan and tsan configurations, then the consumer workspace
+#   make demo    build and run the examples
+#   make bench   run the benchmarks, optimized
+#   make format / make lint   clang-format the C++ sources / check them
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+BAZEL ?= bazel
+# Plain, line-oriented output that stays readable in CI logs.
+BAZEL_FLAGS ?= --curses=no --noshow_progress
+# What the test stages and `build` cover, e.g. make test TARGETS=//future/...
+TARGETS ?= //...
+BENCH_ARGS ?=
+CLANG_FORMAT ?= clang-format
+
+EXAMPLES := tree_search fork_join_fib
+TEST_STAGES := test-default test-asan test-tsan test-consumer
+
+.PHONY: all deps build test $(TEST_STAGES) demo bench format lint clean
+
+all: build
+
+deps:
+	@tools/deps/install.sh
+
+build: deps
+	$(BAZEL) build $(BAZEL_FLAGS) $(TARGETS)
+
+# Runs the stages in order, stops at the first failure, and ends with a summary either way.
+test: deps
+	@summary=""; rc=0; t_all=$$SECONDS; \
+	for stage in $(TEST_STAGES); do \
+	  if [ $$rc -ne 0 ]; then summary+="$$(printf '  %-14s skipped' $$stage)"$$'\n'; continue; fi; \
+	  echo "=== make $$stage"; t0=$$SECONDS; \
+	  if $(MAKE) --no-print-directory $$stage; then result=passed; else result=FAILED; rc=1; fi; \
+	  summary+="$$(printf '  %-14s %-7s %5ss' $$stage $$result $$((SECONDS - t0)))"$$'\n'; \
+	done; \
+	echo; echo "=== make test summary ($$((SECONDS - t_all))s)"; printf '%s' "$$summary"; \
+	if [ $$rc -eq 0 ]; then echo "all stages passed"; else echo "make test FAILED"; fi; \
+	exit $$rc
+
+test-default:
+	$(BAZEL) test $(BAZEL_FLAGS) $(TARGETS)
+
+test-asan:
+	$(BAZEL) test $(BAZEL_FLAGS) --config=asan $(TARGETS)
+
+test-tsan:
+	$(BAZEL) test $(BAZEL_FLAGS) --config=tsan $(TARGETS)
+
+# A separate workspace depending on this one (tools/consumer/WORKSPACE). Besides its test,
+# check that its own GoogleTest declaration won over betterconcurrent_dependencies(). Its
+# Bazel server is shut down afterwards; it is only needed for this stage.
+test-consumer:
+	cd tools/consumer && $(BAZEL) test $(BAZEL_FLAGS) //...
+	cd tools/consumer && rule="$$($(BAZEL) query $(BAZEL_FLAGS) //external:com_google_googletest --output=build)" \
+	  && grep -q '^new_local_repository(' <<<"$$rule" \
+	  || { echo "consumer: its own @com_google_googletest was replaced by betterconcurrent's" >&2; exit 1; }
+	cd tools/consumer && $(BAZEL) shutdown
+
+demo: deps
+	$(BAZEL) build $(BAZEL_FLAGS) //examples:all
+	@for ex in $(EXAMPLES); do \
+	  echo; echo "=== examples/$$ex"; \
+	  bazel-bin/examples/$$ex; \
+	done
+
+bench: deps
+	$(BAZEL) run $(BAZEL_FLAGS) -c opt //tools/bench:benchmarks -- $(BENCH_ARGS)
+
+CC_SOURCES = $$(git ls-files --cached --others --exclude-standard -- '*.h' '*.cc')
+
+format:
+	$(CLANG_FORMAT) -i $(CC_SOURCES)
+
+lint:
+	$(CLANG_FORMAT) --dry-run --Werror $(CC_SOURCES)
+
+clean:
+	$(BAZEL) clean
+	cd tools/consumer && $(BAZEL) clean

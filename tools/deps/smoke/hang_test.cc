@@ -1,0 +1,3 @@
+#include <thread>
+#include <chrono>
+int main() { std::this_thread::sleep_for(std::chrono::hours(1)); }
