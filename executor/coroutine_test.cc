@@ -62,7 +62,7 @@ Task<long> fib(Executor* ex, int n) {
 TEST(Coroutine, ForkJoinFibOnOneWorker) {
   auto pool = ThreadPoolExecutor::create(1);
   auto f = pool->submit(fib, pool.get(), 25);
-  EXPECT_EQ(f.result(seconds(600)), 75025);
+  EXPECT_EQ(f.result(kLong), 75025);
   EXPECT_EQ(pool->num_threads(), 1u);
   pool->join(kLong);
 }
@@ -85,7 +85,7 @@ Task<int> chain(Executor* ex, int n) {
 TEST(Coroutine, LongChainDoesNotGrowTheStack) {
   auto pool = ThreadPoolExecutor::create(1);
   auto f = pool->submit(chain, pool.get(), 100000);
-  EXPECT_EQ(f.result(seconds(600)), 100000);
+  EXPECT_EQ(f.result(kLong), 100000);
   pool->join(kLong);
 }
 
@@ -311,10 +311,12 @@ TEST(Coroutine, ExceptionsOfAnyTypeAreStored) {
 TEST(Coroutine, FunctionReturningTaskThatThrowsBeforeCreatingIt) {
   auto pool = ThreadPoolExecutor::create(1);
   // Not a coroutine: it throws before any Task exists.
-  auto f = pool->submit([](bool fail) -> Task<int> {
-    if (fail) throw std::runtime_error("no task");
-    return [](int v) -> Task<int> { co_return v; }(1);
-  }, true);
+  auto f = pool->submit(
+      [](bool fail) -> Task<int> {
+        if (fail) throw std::runtime_error("no task");
+        return [](int v) -> Task<int> { co_return v; }(1);
+      },
+      true);
   EXPECT_THROW(f.result(kLong), std::runtime_error);
   pool->join(kLong);
 }
@@ -324,15 +326,15 @@ TEST(Coroutine, LambdaCapturesStayValidAcrossSuspension) {
   Future<int> gate;
   Future<void> about_to_await;
   auto text = std::string(200, 'x');  // heap-allocated capture
-  auto f = pool->submit([text, numbers = std::vector<int>{1, 2, 3},
-                         owned = std::make_unique<int>(4), gate,
-                         about_to_await]() -> Task<std::string> {
-    about_to_await.set_result();
-    co_await gate.yield_until_done();
-    int sum = gate.result();
-    for (int n : numbers) sum += n;
-    co_return text.substr(0, 3) + std::to_string(sum + *owned);
-  });
+  auto f =
+      pool->submit([text, numbers = std::vector<int>{1, 2, 3}, owned = std::make_unique<int>(4),
+                    gate, about_to_await]() -> Task<std::string> {
+        about_to_await.set_result();
+        co_await gate.yield_until_done();
+        int sum = gate.result();
+        for (int n : numbers) sum += n;
+        co_return text.substr(0, 3) + std::to_string(sum + *owned);
+      });
   about_to_await.result(kLong);
   std::thread t([gate] { gate.set_result(100); });
   EXPECT_EQ(f.result(kLong), "xxx110");

@@ -146,7 +146,8 @@ TEST(ThreadStartFailure, CoroutineSubmitThrowsToo) {
   EXPECT_THROW(pool->submit([&ran]() -> Task<int> {
     ran = true;
     co_return 1;
-  }), std::system_error);
+  }),
+               std::system_error);
   EXPECT_NO_THROW(pool->join(seconds(0)));
   EXPECT_EQ(pool->submit([]() -> Task<int> { co_return 2; }).result(kLong), 2);
   pool->join(kLong);
@@ -324,9 +325,8 @@ TEST(ThrowingCallbacks, AreLoggedAndTheWorkerKeepsRunning) {
   std::atomic<int> later_callback_ran{0};
   f.add_done_callback([](const Future<int>&) { throw std::runtime_error("callback 1"); });
   f.add_done_callback([](const Future<int>&) { throw 5; });
-  f.add_done_callback([&later_callback_ran](const Future<int>& g) {
-    later_callback_ran = g.result();
-  });
+  f.add_done_callback(
+      [&later_callback_ran](const Future<int>& g) { later_callback_ran = g.result(); });
   release.set_result();
   EXPECT_EQ(f.result(kLong), 1);
   pool->join(kLong);  // callbacks have run once the task is no longer outstanding

@@ -231,9 +231,8 @@ TEST(JoinErrors, ReportsEachUnobservedExceptionOnce) {
     co_return 0;
   }));
   // A fire-and-forget child failing deep in a tree.
-  auto parent = pool->submit([ex] {
-    return ex->submit([] { throw std::runtime_error("lost child"); });
-  });
+  auto parent =
+      pool->submit([ex] { return ex->submit([] { throw std::runtime_error("lost child"); }); });
   // Observed ones.
   auto via_result = pool->submit([]() -> int { throw std::runtime_error("seen by result"); });
   auto via_exception = pool->submit([] { throw std::runtime_error("seen by exception"); });
@@ -256,8 +255,7 @@ TEST(JoinErrors, ReportsEachUnobservedExceptionOnce) {
     for (const auto& p : e.exceptions()) reported.push_back(describe(p));
     EXPECT_NE(std::string(e.what()).find("lost 1"), std::string::npos) << e.what();
   }
-  std::vector<std::string> expected{"std:lost 1", "int:7", "std:lost coroutine",
-                                    "std:lost child"};
+  std::vector<std::string> expected{"std:lost 1", "int:7", "std:lost coroutine", "std:lost child"};
   std::sort(reported.begin(), reported.end());
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(reported, expected);

@@ -14,7 +14,7 @@ JoinTracker::~JoinTracker() {
   }
 }
 
-bool JoinTracker::finished(StateBase& state) noexcept {
+void JoinTracker::record_outcome(StateBase& state) noexcept {
   if (state.state() == FutureState::kFinished && state.stored_exception()) {
     try {
       std::lock_guard lock(mu_);
@@ -27,10 +27,9 @@ bool JoinTracker::finished(StateBase& state) noexcept {
       }
     }
   }
-  return finished_one();
 }
 
-bool JoinTracker::finished_one() noexcept {
+bool JoinTracker::finished() noexcept {
   if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) != 1) return false;
   // A joiner announces itself (waiters_) before it checks the count under mu_, so either it
   // sees zero or we see it and notify under mu_, after it started waiting.

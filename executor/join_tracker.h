@@ -16,6 +16,7 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "future/detail/state.h"
 
 namespace betterconcurrent::detail {
@@ -30,13 +31,15 @@ class JoinTracker {
 
   // A task was accepted. Nothrow.
   void add() noexcept { outstanding_.fetch_add(1, std::memory_order_relaxed); }
-  // A task ended (its future is done). Keeps its exception, if it finished with one, for
-  // take_unobserved(); if even that cannot allocate, logs it at once. Returns whether no task
-  // is outstanding any more. Nothrow.
-  bool finished(StateBase& state) noexcept;
+  // A task ended (its future is done): keeps its exception, if it finished with one, for
+  // take_unobserved(); if even that cannot allocate, logs it at once. Nothrow.
+  void record_outcome(StateBase& state) noexcept;
+  // Then, once the task itself is released, uncounts it. Returns whether no task is
+  // outstanding any more. Nothrow.
+  bool finished() noexcept;
   // Undoes add() for a task that was never enqueued; returns whether no task is outstanding
   // any more. Nothrow.
-  bool withdraw() noexcept { return finished_one(); }
+  bool withdraw() noexcept { return finished(); }
 
   std::size_t outstanding() const noexcept { return outstanding_.load(std::memory_order_seq_cst); }
 
@@ -48,13 +51,11 @@ class JoinTracker {
   std::vector<std::exception_ptr> take_unobserved();
 
  private:
-  bool finished_one() noexcept;
-
   std::atomic<std::size_t> outstanding_{0};
   std::atomic<int> waiters_{0};
   std::mutex mu_;
   std::condition_variable idle_;
-  std::vector<StateRef<StateBase>> failed_;  // guarded by mu_
+  std::vector<StateRef<StateBase>> failed_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace betterconcurrent::detail

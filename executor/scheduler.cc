@@ -200,8 +200,10 @@ void Scheduler::notify_all_sleepers() noexcept {
 }
 
 void Scheduler::task_ended(StateBase& task) noexcept {
-  bool idle = tracker_.finished(task);
+  tracker_.record_outcome(task);
+  // Release before uncounting: once join() sees zero, no worker touches a task any more.
   task.release();
+  bool idle = tracker_.finished();
   if (idle && stopping_.load(std::memory_order_seq_cst)) notify_all_sleepers();
 }
 

@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "executor/join_tracker.h"
 #include "future/detail/state.h"
 
@@ -155,7 +156,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
  private:
   struct Worker {
     std::mutex mu;
-    RunQueue queue;                    // guarded by mu
+    RunQueue queue ABSL_GUARDED_BY(mu);
     std::atomic<std::size_t> size{0};  // hint for idle scans; exact under mu
     std::thread thread;                // guarded by spawn_mu_
     std::string name;
@@ -181,7 +182,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::mutex spawn_mu_;  // serialises spawn_worker() and join_threads()
 
   std::mutex inject_mu_;
-  RunQueue injected_;  // guarded by inject_mu_
+  RunQueue injected_ ABSL_GUARDED_BY(inject_mu_);
   std::atomic<std::size_t> injected_size_{0};
 
   std::atomic<std::size_t> idle_workers_{0};  // spinning or sleeping
@@ -196,9 +197,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;
-  TimerEntry* timers_ = nullptr;  // guarded by timer_mu_, sorted by deadline
-  bool timer_stop_ = false;       // guarded by timer_mu_
-  std::thread timer_thread_;      // guarded by timer_mu_
+  TimerEntry* timers_ ABSL_GUARDED_BY(timer_mu_) = nullptr;  // sorted by deadline
+  bool timer_stop_ ABSL_GUARDED_BY(timer_mu_) = false;
+  std::thread timer_thread_ ABSL_GUARDED_BY(timer_mu_);
 };
 
 // Fault injection for tests: while positive, each worker-thread start fails with

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "executor/executor.h"
 #include "executor/scheduler.h"
 
@@ -91,7 +92,7 @@ class ThreadPoolExecutor final : public Executor {
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> broken_flag_{false};
   mutable std::mutex mu_;
-  std::string broken_;  // guarded by mu_
+  std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace betterconcurrent

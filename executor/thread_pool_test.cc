@@ -1,7 +1,5 @@
 // ThreadPoolExecutor: Python's submit/map/shutdown semantics, thread management, initializer,
 // executor() back-references and the (deliberately kept) deadlock footgun.
-#include "executor/thread_pool_executor.h"
-
 #include <pthread.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "executor/task.h"
+#include "executor/thread_pool_executor.h"
 #include "future/exceptions.h"
 #include "future/future.h"
 #include "future/log.h"
@@ -70,9 +69,9 @@ std::string what_of(const std::exception_ptr& e) {
 
 TEST(ThreadPoolSubmit, PassesArgumentsAndReturnsResult) {
   auto pool = ThreadPoolExecutor::create(2);
-  auto f = pool->submit([](int a, const std::string& s, std::unique_ptr<int> p) {
-    return s + std::to_string(a * *p);
-  }, 6, std::string("x="), std::make_unique<int>(7));
+  auto f = pool->submit([](int a, const std::string& s,
+                           std::unique_ptr<int> p) { return s + std::to_string(a * *p); },
+                        6, std::string("x="), std::make_unique<int>(7));
   EXPECT_EQ(f.result(kLong), "x=42");
   EXPECT_TRUE(f.done());
   EXPECT_FALSE(f.cancelled());
@@ -85,12 +84,14 @@ TEST(ThreadPoolSubmit, ArgumentsAreCopiedAtSubmitUnlessStdRef) {
   Future<void> release;
   std::string copied = "before";
   std::string shared = "before";
-  auto f = pool->submit([release](const std::string& c, std::string& s) {
-    release.result(kLong);
-    std::string seen = c + "/" + s;
-    s = "written";
-    return seen;
-  }, copied, std::ref(shared));
+  auto f = pool->submit(
+      [release](const std::string& c, std::string& s) {
+        release.result(kLong);
+        std::string seen = c + "/" + s;
+        s = "written";
+        return seen;
+      },
+      copied, std::ref(shared));
   copied = "after";
   shared = "after";
   release.set_result();
@@ -174,8 +175,8 @@ TEST(ThreadPoolMap, ZipsRangesToTheShortest) {
   auto pool = ThreadPoolExecutor::create(2);
   std::vector<int> nums{1, 2, 3, 4, 5};
   std::vector<std::string> words{"a", "b", "c"};
-  auto results = pool->map([](int n, const std::string& w) { return w + std::to_string(n); },
-                           nums, words);
+  auto results =
+      pool->map([](int n, const std::string& w) { return w + std::to_string(n); }, nums, words);
   EXPECT_EQ(results.futures().size(), 3u);
   std::vector<std::string> got;
   for (const std::string& s : results) got.push_back(s);
@@ -184,7 +185,12 @@ TEST(ThreadPoolMap, ZipsRangesToTheShortest) {
   // An empty range gives no results at all (and submits nothing).
   std::atomic<int> calls{0};
   std::vector<int> none;
-  auto empty = pool->map([&calls](int a, int b) { calls.fetch_add(1); return a + b; }, nums, none);
+  auto empty = pool->map(
+      [&calls](int a, int b) {
+        calls.fetch_add(1);
+        return a + b;
+      },
+      nums, none);
   EXPECT_TRUE(empty.futures().empty());
   EXPECT_TRUE(empty.begin() == empty.end());
   pool->join(kLong);
@@ -207,10 +213,12 @@ TEST(ThreadPoolMap, VoidFunctionYieldsMonostate) {
 TEST(ThreadPoolMap, RethrowsTaskExceptionWhenReached) {
   auto pool = ThreadPoolExecutor::create(2);
   std::vector<int> xs{0, 1, 2, 3, 4};
-  auto results = pool->map([](int i) {
-    if (i == 2) throw std::runtime_error("two");
-    return i;
-  }, xs);
+  auto results = pool->map(
+      [](int i) {
+        if (i == 2) throw std::runtime_error("two");
+        return i;
+      },
+      xs);
   std::vector<int> got;
   bool threw = false;
   try {
@@ -230,10 +238,13 @@ TEST(ThreadPoolMap, TimeoutThrowsTimeoutErrorAndCancelsTheRest) {
   std::vector<int> xs{0, 1, 2};
   std::vector<Future<int>> futures;
   {
-    auto results = pool->map(milliseconds(50), [release](int i) {
-      if (i == 0) release.result(kLong);
-      return i;
-    }, xs);
+    auto results = pool->map(
+        milliseconds(50),
+        [release](int i) {
+          if (i == 0) release.result(kLong);
+          return i;
+        },
+        xs);
     futures = results.futures();
     auto it = results.begin();
     EXPECT_THROW(*it, TimeoutError);
@@ -256,16 +267,18 @@ TEST(ThreadPoolMap, DestroyingResultsCancelsUnreachedFutures) {
   std::vector<Future<int>> futures;
   int first = -1;
   {
-    auto results = pool->map([=](int i) {
-      if (i == 0) {
-        first_started.set_result();
-        release_first.result(kLong);
-      } else if (i == 1) {
-        second_started.set_result();
-        release_second.result(kLong);
-      }
-      return i;
-    }, xs);
+    auto results = pool->map(
+        [=](int i) {
+          if (i == 0) {
+            first_started.set_result();
+            release_first.result(kLong);
+          } else if (i == 1) {
+            second_started.set_result();
+            release_second.result(kLong);
+          }
+          return i;
+        },
+        xs);
     futures = results.futures();
     first_started.result(kLong);
     release_first.set_result();
@@ -273,7 +286,7 @@ TEST(ThreadPoolMap, DestroyingResultsCancelsUnreachedFutures) {
     first = *it;
     ++it;
     second_started.result(kLong);  // task 1 is running: not cancellable
-  }  // drops the results with futures 1..4 unreached
+  }                                // drops the results with futures 1..4 unreached
   EXPECT_EQ(first, 0);
   EXPECT_FALSE(futures[0].cancelled());
   EXPECT_FALSE(futures[1].cancelled());
@@ -476,7 +489,11 @@ TEST(ThreadPoolInitializer, ThrowingInitializerBreaksThePool) {
 
   std::atomic<int> ran{0};
   std::vector<Future<int>> pending;
-  for (int i = 0; i < 3; ++i) pending.push_back(pool->submit([&ran, i] { ran++; return i; }));
+  for (int i = 0; i < 3; ++i)
+    pending.push_back(pool->submit([&ran, i] {
+      ran++;
+      return i;
+    }));
   initializer_entered.result(kLong);
   release_initializer.set_result();
 
@@ -605,7 +622,11 @@ TEST(ThreadPoolShutdown, CancelFuturesCancelsQueuedTasksAndNotifiesWaiters) {
   started.result(kLong);
   std::atomic<int> ran{0};
   std::vector<Future<int>> queued;
-  for (int i = 0; i < 4; ++i) queued.push_back(pool->submit([&ran, i] { ran++; return i; }));
+  for (int i = 0; i < 4; ++i)
+    queued.push_back(pool->submit([&ran, i] {
+      ran++;
+      return i;
+    }));
 
   std::atomic<int> callbacks{0};
   for (auto& f : queued) {

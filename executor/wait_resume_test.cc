@@ -7,9 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <future>
-#include <thread>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "executor/task.h"

@@ -105,9 +105,7 @@ TEST(CallbackTest, AnyFutureCallbackReceivesAnyFuture) {
   Future<int> f;
   AnyFuture any = f;
   bool same = false;
-  any.add_done_callback([&](const AnyFuture& g) {
-    same = (g == f) && g.done();
-  });
+  any.add_done_callback([&](const AnyFuture& g) { same = (g == f) && g.done(); });
   f.set_result(2);
   EXPECT_TRUE(same);
 }

@@ -586,13 +586,13 @@ TEST(AllocationFailureTest, RejectedSetRunning) {
 
 // wait(), as_completed() and yield_until_done(fs) under allocation failure. Each runs in a child
 // process, so that a crash (heap corruption) fails the test without taking the others down.
-#define EXPECT_SURVIVES(statement)                                  \
-  GTEST_FLAG_SET(death_test_style, "threadsafe");                   \
-  EXPECT_EXIT(                                                      \
-      {                                                             \
-        statement;                                                  \
-        std::exit(::testing::Test::HasFailure() ? 1 : 0);           \
-      },                                                            \
+#define EXPECT_SURVIVES(statement)                        \
+  GTEST_FLAG_SET(death_test_style, "threadsafe");         \
+  EXPECT_EXIT(                                            \
+      {                                                   \
+        statement;                                        \
+        std::exit(::testing::Test::HasFailure() ? 1 : 0); \
+      },                                                  \
       ::testing::ExitedWithCode(0), "")
 
 void WaitBody() {
@@ -689,7 +689,6 @@ void YieldUntilDoneBody() {
   });
   EXPECT_GE(failures, 1);
 }
-
 
 // The executor registry behind Future::executor(): registering "may throw std::bad_alloc". A
 // failed registration must leave the registry usable. The registry only allocates when it grows,

@@ -1,9 +1,8 @@
 #include "future/detail/executor_registry.h"
 
 #include <mutex>
+#include <unordered_map>
 #include <utility>
-
-#include "absl/container/flat_hash_map.h"
 
 namespace betterconcurrent::detail {
 namespace {
@@ -11,7 +10,9 @@ namespace {
 struct Registry {
   std::mutex mu;
   std::uint64_t last_id = 0;
-  absl::flat_hash_map<std::uint64_t, std::weak_ptr<Executor>> executors;
+  // std::unordered_map: emplace() has no effect if it throws (Abseil 20220623's flat_hash_map
+  // is left inconsistent by a failed allocation).
+  std::unordered_map<std::uint64_t, std::weak_ptr<Executor>> executors;
 };
 
 Registry& registry() {

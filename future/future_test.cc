@@ -877,7 +877,6 @@ struct GatedValue {
 enum class Outcome { kTrue, kFalse, kThrew };
 
 Outcome try_set_running(const AnyFuture& f) {
-  fprintf(stderr, "DEBUG before: state=%d\n", (int)f.state());
   try {
     return f.set_running_or_notify_cancel() ? Outcome::kTrue : Outcome::kFalse;
   } catch (const std::runtime_error&) {
@@ -909,11 +908,9 @@ TEST(FutureRaceTest, SetRunningRacingSetResultNeverReportsCancellation) {
     });
     while (!started) std::this_thread::yield();
     let_others_run();
-    fprintf(stderr, "DEBUG releasing\n");
     release.set_value();
 
     const Outcome o = outcome.get();
-    fprintf(stderr, "DEBUG outcome %d\n", (int)o);
     completer.join();
     ASSERT_NE(o, Outcome::kFalse)
         << "round " << round << ": set_running_or_notify_cancel() returned false (\"cancelled\") "
@@ -951,9 +948,10 @@ TEST(FutureRaceTest, ConcurrentSetRunningExactlyOneSucceedsOthersThrow) {
     completer.join();
     if (a != Outcome::kTrue) std::swap(a, b);
     ASSERT_EQ(a, Outcome::kTrue) << "round " << round;
-    ASSERT_EQ(b, Outcome::kThrew)
-        << "round " << round << ": the second set_running_or_notify_cancel() returned "
-        << (b == Outcome::kFalse ? "false" : "true") << " instead of throwing";
+    ASSERT_EQ(b, Outcome::kThrew) << "round " << round
+                                  << ": the second set_running_or_notify_cancel() returned "
+                                  << (b == Outcome::kFalse ? "false" : "true")
+                                  << " instead of throwing";
     EXPECT_TRUE(f.running());
   }
 }

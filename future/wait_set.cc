@@ -1,10 +1,10 @@
 #include "future/detail/wait_set.h"
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "future/exceptions.h"
 
 namespace betterconcurrent::detail {
@@ -76,13 +76,19 @@ void WaitSet::record(std::size_t index, const StateBase& state) noexcept {
 }
 
 std::vector<std::size_t> first_occurrences(const std::vector<StateBase*>& states) {
+  // Sort positions by state (then position) and keep the first of each run: O(n log n), and
+  // nothing to undo if an allocation throws.
+  std::vector<std::size_t> order(states.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::less<const StateBase*>()(states[a], states[b]) || (states[a] == states[b] && a < b);
+  });
   std::vector<std::size_t> out;
-  out.reserve(states.size());
-  absl::flat_hash_set<const StateBase*> seen;
-  seen.reserve(states.size());
-  for (std::size_t i = 0; i < states.size(); ++i) {
-    if (seen.insert(states[i]).second) out.push_back(i);
+  out.reserve(order.size());
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    if (k == 0 || states[order[k]] != states[order[k - 1]]) out.push_back(order[k]);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -104,7 +104,8 @@ TEST(WaitTest, ReturnTypeKeepsTheFutureType) {
 
 TEST(WaitTest, EmptyInputReturnsAtOnceInEveryMode) {
   for (ReturnWhen mode : {ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION}) {
-    auto r = call_or_give_up([mode] { return wait(std::vector<Future<int>>{}, std::nullopt, mode); });
+    auto r =
+        call_or_give_up([mode] { return wait(std::vector<Future<int>>{}, std::nullopt, mode); });
     ASSERT_TRUE(r.has_value()) << "wait() on no futures blocked";
     EXPECT_TRUE(r->done.empty());
     EXPECT_TRUE(r->not_done.empty());
@@ -234,9 +235,8 @@ TEST(WaitTest, FirstExceptionReturnsAtTheFirstException) {
   Future<int> a = finished(1), b, c;
   std::vector<Future<int>> fs = {a, b, c};
   std::promise<void> go;
-  auto completer = when_signalled(go.get_future(), [b] {
-    b.set_exception(std::make_exception_ptr(std::runtime_error("b")));
-  });
+  auto completer = when_signalled(
+      go.get_future(), [b] { b.set_exception(std::make_exception_ptr(std::runtime_error("b"))); });
   go.set_value();
   // c never finishes: wait() must return on b's exception alone.
   auto r = call_or_give_up([fs] { return wait(fs, std::nullopt, FIRST_EXCEPTION); });
@@ -348,9 +348,8 @@ TEST(WaitTest, NotificationOfACancelledFutureWakesWait) {
     Future<int> c = cancelled_only();
     std::promise<void> go;
     std::promise<bool> notified;
-    auto completer = when_signalled(go.get_future(), [c, &notified] {
-      notified.set_value(c.set_running_or_notify_cancel());
-    });
+    auto completer = when_signalled(
+        go.get_future(), [c, &notified] { notified.set_value(c.set_running_or_notify_cancel()); });
     go.set_value();
     auto r = wait(std::vector<Future<int>>{c}, kLong, mode);
     EXPECT_EQ(r.done, (std::vector<Future<int>>{c}));
@@ -420,8 +419,8 @@ TEST(WaitTest, WaitedFuturesMayBeDroppedByTheCaller) {
   // wait() holds its own handles: the caller's vector can go away while another thread waits.
   auto fs = std::make_unique<std::vector<Future<int>>>(2);
   Future<int> keep = (*fs)[1];
-  auto waiter = std::async(std::launch::async,
-                           [copy = *fs] { return wait(copy, kLong, FIRST_COMPLETED); });
+  auto waiter =
+      std::async(std::launch::async, [copy = *fs] { return wait(copy, kLong, FIRST_COMPLETED); });
   fs.reset();
   keep.set_result(1);
   auto r = waiter.get();
@@ -635,9 +634,7 @@ TEST(AsCompletedTest, StoppingEarlyStopsListening) {
     auto it = range.begin();
     ASSERT_TRUE(*it == done);
   }  // destroyed while a and b are still pending
-  {
-    auto never_started = as_completed(fs, kLong);
-  }
+  { auto never_started = as_completed(fs, kLong); }
   // Completing now must not reach the destroyed range (AddressSanitizer checks).
   a.set_result(1);
   b.cancel();
@@ -785,9 +782,8 @@ TEST(YieldUntilDoneTest, ManyFuturesFirstException) {
   Future<int> a, b;
   std::vector<Future<int>> fs = {a, b};
   std::promise<void> go;
-  auto completer = when_signalled(go.get_future(), [a] {
-    a.set_exception(std::make_exception_ptr(std::runtime_error("a")));
-  });
+  auto completer = when_signalled(
+      go.get_future(), [a] { a.set_exception(std::make_exception_ptr(std::runtime_error("a"))); });
   go.set_value();
   auto r = call_or_give_up([fs] {
     DoneAndNotDoneFutures<Future<int>> r;

@@ -6,6 +6,8 @@
 
 #include <atomic>
 
+#include "absl/base/thread_annotations.h"
+
 namespace betterconcurrent::detail {
 
 // A hint to the processor that the caller is busy-waiting.
@@ -17,18 +19,18 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-class Lock {
+class ABSL_LOCKABLE Lock {
  public:
   Lock() = default;
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
-  void lock() noexcept {
+  void lock() noexcept ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     int expected = kFree;
     if (!word_.compare_exchange_strong(expected, kHeld, std::memory_order_acquire)) lock_slow();
   }
 
-  void unlock() noexcept {
+  void unlock() noexcept ABSL_UNLOCK_FUNCTION() {
     if (word_.exchange(kFree, std::memory_order_release) == kContended) word_.notify_one();
   }
 

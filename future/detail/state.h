@@ -30,6 +30,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "future/detail/lock.h"
 
 namespace betterconcurrent {
@@ -185,9 +186,9 @@ class StateBase {
   std::atomic<FutureState> state_{FutureState::kPending};
   std::atomic<bool> observed_{false};
   Lock lock_;
-  WaitNode* listeners_ = nullptr;      // guarded by lock_
-  CallbackNode* callbacks_ = nullptr;  // guarded by lock_; newest first
-  std::exception_ptr exception_;       // written under lock_ before FINISHED is published
+  WaitNode* listeners_ ABSL_GUARDED_BY(lock_) = nullptr;
+  CallbackNode* callbacks_ ABSL_GUARDED_BY(lock_) = nullptr;  // newest first
+  std::exception_ptr exception_;  // written under lock_ before FINISHED is published
   std::uint64_t executor_id_ = 0;
 };
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "future/detail/state.h"
 
 namespace betterconcurrent {
@@ -64,9 +65,9 @@ class WaitSet {
   const std::vector<StateBase*> states_;
   std::unique_ptr<Node[]> nodes_;
   std::mutex mu_;
-  std::vector<std::size_t> finished_;  // guarded by mu_; reserved up front so pushing never throws
-  std::size_t pending_;                // guarded by mu_
-  bool ready_ = false;                 // guarded by mu_
+  std::vector<std::size_t> finished_ ABSL_GUARDED_BY(mu_);  // reserved: push_back never throws
+  std::size_t pending_ ABSL_GUARDED_BY(mu_);
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Returns the position of each state's first occurrence. May throw std::bad_alloc.

@@ -1,3 +1,0 @@
-#include <thread>
-#include <chrono>
-int main() { std::this_thread::sleep_for(std::chrono::hours(1)); }
