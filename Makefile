@@ -34,7 +34,7 @@ build: deps
 
 # Runs the stages in order, stops at the first failure, and ends with a summary either way.
 test: deps
-	@summary=""; rc=0; t_all=$$SECONDS; \
+	@rm -f $(LOG_DIR)/test-*.log; summary=""; rc=0; t_all=$$SECONDS; \
 	for stage in $(TEST_STAGES); do \
 	  if [ $$rc -ne 0 ]; then summary+="$$(printf '  %-14s skipped' $$stage)"$$'\n'; continue; fi; \
 	  echo "=== make $$stage"; t0=$$SECONDS; \
@@ -43,16 +43,26 @@ test: deps
 	done; \
 	echo; echo "=== make test summary ($$((SECONDS - t_all))s)"; printf '%s' "$$summary"; \
 	if [ $$rc -eq 0 ]; then echo "all stages passed"; else echo "make test FAILED"; fi; \
+	cat $(LOG_DIR)/test-*.log 2>/dev/null | awk ' \
+	  match($$0, /[0-9]+ tests? pass/) { split(substr($$0, RSTART), a, " "); p += a[1] } \
+	  match($$0, /[0-9]+ fails? locally/) { split(substr($$0, RSTART), a, " "); f += a[1] } \
+	  END { printf "tests: %d passed, %d failed\n", p, f }'; \
 	exit $$rc
 
+# Each stage keeps Bazel's output in $(LOG_DIR), for the closing count of `make test`.
+LOG_DIR ?= bazel-make-logs
+
 test-default:
-	$(BAZEL) test $(BAZEL_FLAGS) $(TARGETS)
+	@mkdir -p $(LOG_DIR)
+	$(BAZEL) test $(BAZEL_FLAGS) $(TARGETS) 2>&1 | tee $(LOG_DIR)/test-default.log
 
 test-asan:
-	$(BAZEL) test $(BAZEL_FLAGS) --config=asan $(TARGETS)
+	@mkdir -p $(LOG_DIR)
+	$(BAZEL) test $(BAZEL_FLAGS) --config=asan $(TARGETS) 2>&1 | tee $(LOG_DIR)/test-asan.log
 
 test-tsan:
-	$(BAZEL) test $(BAZEL_FLAGS) --config=tsan $(TARGETS)
+	@mkdir -p $(LOG_DIR)
+	$(BAZEL) test $(BAZEL_FLAGS) --config=tsan $(TARGETS) 2>&1 | tee $(LOG_DIR)/test-tsan.log
 
 # A separate workspace depending on this one (tools/consumer/WORKSPACE). Besides its test,
 # check that its own GoogleTest declaration won over betterconcurrent_dependencies(). Its
