@@ -2,8 +2,8 @@
 // fail inside submit(), results whose move constructor throws, and callbacks or log handlers
 // that throw on worker threads.
 //
-// This binary replaces the global operator new with one that can be armed, per thread, to throw
-// std::bad_alloc on a chosen upcoming call.
+// This binary links //testing:failing_new, which replaces the global operator new with one that
+// can be armed, per thread, to throw std::bad_alloc on a chosen upcoming call.
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -24,43 +24,8 @@
 #include "future/future.h"
 #include "future/log.h"
 #include "gtest/gtest.h"
-
-namespace {
-
-// -1: disarmed. n >= 0: the allocation n calls from now (on this thread) throws, then disarms.
-thread_local int t_fail_countdown = -1;
-
-void* allocate(std::size_t n) {
-  if (t_fail_countdown >= 0 && t_fail_countdown-- == 0) throw std::bad_alloc();
-  void* p = std::malloc(n == 0 ? 1 : n);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-void* operator new(std::size_t n) { return allocate(n); }
-void* operator new[](std::size_t n) { return allocate(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "testing/failing_new.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -69,36 +34,8 @@ using std::chrono::seconds;
 
 constexpr seconds kLong{30};
 
-// Arms the calling thread's allocator for the scope; disarms when it ends.
-class FailAllocation {
- public:
-  explicit FailAllocation(int after) { t_fail_countdown = after; }
-  ~FailAllocation() { t_fail_countdown = -1; }
-  // Whether the armed allocation happened.
-  static bool fired() { return t_fail_countdown < 0; }
-};
-
-class LogCapture {
- public:
-  LogCapture() {
-    previous_ = set_log_handler([this](const LogRecord& r) {
-      std::lock_guard lock(mu_);
-      records_.push_back(r);
-    });
-  }
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  int count(const std::string& message) {
-    std::lock_guard lock(mu_);
-    int n = 0;
-    for (const auto& r : records_) n += r.message == message;
-    return n;
-  }
-
- private:
-  LogHandler previous_;
-  std::mutex mu_;
-  std::vector<LogRecord> records_;
-};
+using test_util::FailAllocation;
+using test_util::LogCapture;
 
 TEST(FaultInjection, ReplacedAllocatorWorks) {
   {

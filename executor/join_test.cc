@@ -20,6 +20,7 @@
 #include "future/log.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -29,25 +30,7 @@ using std::chrono::seconds;
 
 constexpr seconds kLong{30};
 
-class LogCapture {
- public:
-  LogCapture() {
-    previous_ = set_log_handler([this](const LogRecord& r) {
-      std::lock_guard lock(mu_);
-      records_.push_back(r);
-    });
-  }
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  std::vector<LogRecord> records() {
-    std::lock_guard lock(mu_);
-    return records_;
-  }
-
- private:
-  LogHandler previous_;
-  std::mutex mu_;
-  std::vector<LogRecord> records_;
-};
+using test_util::LogCapture;
 
 // Describes an exception for comparisons: "std:<what>" or "int:<value>".
 std::string describe(const std::exception_ptr& e) {

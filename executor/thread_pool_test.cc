@@ -23,6 +23,7 @@
 #include "future/log.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -33,26 +34,7 @@ using std::chrono::seconds;
 // Generous bound for every wait that would hang if the library were wrong.
 constexpr seconds kLong{30};
 
-// Captures log records for the lifetime of the object.
-class LogCapture {
- public:
-  LogCapture() {
-    previous_ = set_log_handler([this](const LogRecord& r) {
-      std::lock_guard lock(mu_);
-      records_.push_back(r);
-    });
-  }
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  std::vector<LogRecord> records() {
-    std::lock_guard lock(mu_);
-    return records_;
-  }
-
- private:
-  LogHandler previous_;
-  std::mutex mu_;
-  std::vector<LogRecord> records_;
-};
+using test_util::LogCapture;
 
 std::string what_of(const std::exception_ptr& e) {
   try {

@@ -18,6 +18,7 @@
 #include "future/future.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
+#include "testing/pool.h"
 
 namespace betterconcurrent {
 namespace {
@@ -26,29 +27,7 @@ using std::chrono::seconds;
 
 constexpr seconds kShort{10};
 
-// Joins the pool, then destroys it on another thread. Returns false if either does not finish
-// in time; a destructor that hangs is left blocked on its detached thread (with the pool), so
-// that the other tests still run.
-bool join_and_destroy(std::shared_ptr<ThreadPoolExecutor> pool) {
-  bool ok = true;
-  try {
-    pool->join(kShort);
-  } catch (const TimeoutError&) {
-    ADD_FAILURE() << "join() never saw the pool idle";
-    ok = false;
-  }
-  auto destroyed = std::make_shared<std::promise<void>>();
-  std::future<void> done = destroyed->get_future();
-  std::thread([pool = std::move(pool), destroyed]() mutable {
-    pool.reset();
-    destroyed->set_value();
-  }).detach();
-  if (done.wait_for(kShort) != std::future_status::ready) {
-    ADD_FAILURE() << "the pool's destructor (shutdown(wait = true)) hangs";
-    ok = false;
-  }
-  return ok;
-}
+using test_util::join_and_destroy;
 
 TEST(WaitManyResume, AllCompletedOnAlreadyCompleteSet) {
   auto pool = ThreadPoolExecutor::create(1);

@@ -16,6 +16,7 @@
 #include "future/future.h"
 #include "future/log.h"
 #include "gtest/gtest.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -24,27 +25,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kLong = std::chrono::seconds(10);
 
-class LogCapture {
- public:
-  LogCapture()
-      : previous_(set_log_handler([this](const LogRecord& r) {
-          std::lock_guard lock(mu_);
-          records_.push_back(r);
-        })) {}
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  std::vector<LogRecord> records() const {
-    std::lock_guard lock(mu_);
-    return records_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<LogRecord> records_;
-  LogHandler previous_;
-};
+using test_util::LogCapture;
 
 TEST(CallbackTest, RunInTheOrderAdded) {
   Future<int> f;

@@ -1,9 +1,10 @@
 // Tests of the documented exception-safety guarantees: an operation that throws leaves the
 // future (and everything linked to it) as it was (strong), or never throws (nothrow).
 //
-// Besides types whose constructors throw, this file replaces the global operator new so that a
-// chosen allocation of the calling thread fails with std::bad_alloc; each operation is run with
-// its first, second, ... allocation failing until it succeeds.
+// Besides types whose constructors throw, this binary links //testing:failing_new, which replaces
+// the global operator new so that a chosen allocation of the calling thread fails with
+// std::bad_alloc; each operation is run with its first, second, ... allocation failing until it
+// succeeds.
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -27,48 +28,8 @@
 #include "future/log.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
-
-// ---------------------------------------------------------------------------------------------
-// Allocation-failure injection (per thread).
-
-namespace {
-thread_local long t_allocations_before_failure = -1;  // -1: never fail
-thread_local bool t_failure_injected = false;
-
-void* allocate(std::size_t size) {
-  if (t_allocations_before_failure == 0) {
-    t_allocations_before_failure = -1;
-    t_failure_injected = true;
-    throw std::bad_alloc();
-  }
-  if (t_allocations_before_failure > 0) --t_allocations_before_failure;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-
-void* allocate_nothrow(std::size_t size) noexcept {
-  try {
-    return allocate(size);
-  } catch (...) {
-    return nullptr;
-  }
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "testing/failing_new.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -77,18 +38,8 @@ using namespace std::chrono_literals;
 
 constexpr auto kLong = std::chrono::seconds(10);
 
-// While alive, the allocation number `n` (0-based) of this thread fails.
-class FailAllocation {
- public:
-  explicit FailAllocation(long n) {
-    t_failure_injected = false;
-    t_allocations_before_failure = n;
-  }
-  ~FailAllocation() { t_allocations_before_failure = -1; }
-  FailAllocation(const FailAllocation&) = delete;
-  FailAllocation& operator=(const FailAllocation&) = delete;
-  bool injected() const { return t_failure_injected; }
-};
+using test_util::FailAllocation;
+using test_util::LogCapture;
 
 // Calls attempt(n) for n = 0, 1, ... until an attempt reports that no failure was injected
 // (the operation made n or fewer allocations). Returns how many attempts had a failure.
@@ -100,28 +51,6 @@ long for_each_allocation(Attempt attempt) {
   ADD_FAILURE() << "the operation never stopped allocating";
   return -1;
 }
-
-class LogCapture {
- public:
-  LogCapture()
-      : previous_(set_log_handler([this](const LogRecord& r) {
-          std::lock_guard lock(mu_);
-          records_.push_back(r);
-        })) {}
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  std::size_t size() const {
-    std::lock_guard lock(mu_);
-    return records_.size();
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<LogRecord> records_;
-  LogHandler previous_;
-};
 
 TEST(FailAllocationTest, InjectsExactlyTheChosenAllocation) {
   std::unique_ptr<int> a, b;

@@ -24,6 +24,7 @@
 #include "future/exceptions.h"
 #include "future/log.h"
 #include "gtest/gtest.h"
+#include "testing/log_capture.h"
 
 namespace betterconcurrent {
 namespace {
@@ -33,28 +34,7 @@ using namespace std::chrono_literals;
 // Long enough to mean "forever" for a correct library; a bug then fails instead of hanging.
 constexpr auto kLong = std::chrono::seconds(10);
 
-// Installs a log handler that records everything, and restores the previous one.
-class LogCapture {
- public:
-  LogCapture()
-      : previous_(set_log_handler([this](const LogRecord& r) {
-          std::lock_guard lock(mu_);
-          records_.push_back(r);
-        })) {}
-  ~LogCapture() { set_log_handler(std::move(previous_)); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  std::vector<LogRecord> records() const {
-    std::lock_guard lock(mu_);
-    return records_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<LogRecord> records_;
-  LogHandler previous_;  // last: the handler above may run as soon as it is installed
-};
+using test_util::LogCapture;
 
 // Runs `fn` on a new thread once `go` is signalled.
 std::jthread run_after(std::shared_future<void> go, std::function<void()> fn) {

@@ -1,0 +1,55 @@
+#include "testing/failing_new.h"
+
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace {
+
+thread_local long t_allocations_before_failure = -1;  // -1: never fail
+thread_local bool t_failure_injected = false;
+
+void* allocate(std::size_t size) {
+  if (t_allocations_before_failure == 0) {
+    t_allocations_before_failure = -1;
+    t_failure_injected = true;
+    throw std::bad_alloc();
+  }
+  if (t_allocations_before_failure > 0) --t_allocations_before_failure;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+
+void* allocate_nothrow(std::size_t size) noexcept {
+  try {
+    return allocate(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+namespace betterconcurrent::test_util::failing_new_detail {
+
+void set_countdown(long n) noexcept { t_allocations_before_failure = n; }
+long countdown() noexcept { return t_allocations_before_failure; }
+void clear_injected() noexcept { t_failure_injected = false; }
+bool injected() noexcept { return t_failure_injected; }
+
+}  // namespace betterconcurrent::test_util::failing_new_detail
+
+void* operator new(std::size_t size) { return allocate(size); }
+void* operator new[](std::size_t size) { return allocate(size); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size);
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size);
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
