@@ -76,14 +76,16 @@ bool ThreadPoolExecutor::on_worker_start() noexcept {
     // The message could not be stored; the flag below still breaks the pool.
   }
   broken_flag_.store(true, std::memory_order_seq_cst);
-  std::exception_ptr reason;
-  try {
-    reason = std::make_exception_ptr(BrokenThreadPool(broken()));
-  } catch (...) {
-    reason = std::current_exception();  // std::bad_alloc: still an error, never lost
-  }
-  scheduler_->discard_queued(reason);
+  scheduler_->discard_queued(broken_error());
   return false;
+}
+
+std::exception_ptr ThreadPoolExecutor::broken_error() const noexcept {
+  try {
+    return std::make_exception_ptr(BrokenThreadPool(broken()));
+  } catch (...) {
+    return std::current_exception();  // std::bad_alloc: still an error, never lost
+  }
 }
 
 std::string ThreadPoolExecutor::broken() const {
@@ -110,15 +112,7 @@ void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
     throw;
   }
   // A break that drained the queues just before our push would miss this task; drain again.
-  if (broken_flag_.load(std::memory_order_seq_cst)) {
-    std::exception_ptr reason;
-    try {
-      reason = std::make_exception_ptr(BrokenThreadPool(broken()));
-    } catch (...) {
-      reason = std::current_exception();
-    }
-    scheduler_->discard_queued(reason);
-  }
+  if (broken_flag_.load(std::memory_order_seq_cst)) scheduler_->discard_queued(broken_error());
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {

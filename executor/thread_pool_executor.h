@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -85,6 +86,8 @@ class ThreadPoolExecutor final : public Executor {
 
  private:
   bool on_worker_start() noexcept;
+  // The error that the futures of a broken pool carry. Nothrow.
+  std::exception_ptr broken_error() const noexcept;
   void check_accepting() const;
 
   std::function<void()> initializer_;

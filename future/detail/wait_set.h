@@ -42,7 +42,7 @@ class WaitSet {
   // Under mu(): for as_completed, which rearms the event after taking what finished.
   void clear_ready_locked() noexcept { ready_ = false; }
   // Under mu(): indexes (into the constructor's `states`) of the futures seen finished, in the
-  // order they were seen; `taken` of them were already handed out by take_finished_locked().
+  // order they were seen.
   const std::vector<std::size_t>& finished_locked() const noexcept { return finished_; }
   std::size_t size() const noexcept { return states_.size(); }
   std::mutex& mu() noexcept { return mu_; }
