@@ -116,8 +116,8 @@ std::int64_t search(ThreadPoolExecutor& pool, const Tree& tree, std::uint32_t ta
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::uint32_t n = argc > 1 ? static_cast<std::uint32_t>(std::strtoul(argv[1], nullptr, 10))
-                             : 100000;
+  std::uint32_t n =
+      argc > 1 ? static_cast<std::uint32_t>(std::strtoul(argv[1], nullptr, 10)) : 100000;
   std::size_t workers = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 4;
   if (n < 2 || workers == 0) {
     std::fprintf(stderr, "usage: %s [nodes >= 2] [workers >= 1]\n", argv[0]);

@@ -46,7 +46,8 @@ void* counted_alloc(std::size_t size) {
   void* p = std::malloc(size == 0 ? 1 : size);
   if (p == nullptr) throw std::bad_alloc();
   if (g_counting.load(std::memory_order_relaxed)) {
-    g_net_bytes.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+    g_net_bytes.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)),
+                          std::memory_order_relaxed);
     g_net_allocs.fetch_add(1, std::memory_order_relaxed);
   }
   return p;
@@ -55,7 +56,8 @@ void* counted_alloc(std::size_t size) {
 void counted_free(void* p) noexcept {
   if (p == nullptr) return;
   if (g_counting.load(std::memory_order_relaxed)) {
-    g_net_bytes.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+    g_net_bytes.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)),
+                          std::memory_order_relaxed);
     g_net_allocs.fetch_sub(1, std::memory_order_relaxed);
   }
   std::free(p);
