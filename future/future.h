@@ -18,7 +18,9 @@
 // States and transitions are Python's (see detail/state.h for the diagram):
 //   - result()/exception() of a CANCELLED future throw CancelledError; of a FINISHED one return
 //     (or rethrow) its outcome; when the timeout runs out they throw TimeoutError.
-//   - set_result()/set_exception() on a done future throw InvalidStateError.
+//   - set_result()/set_exception() on a done future throw InvalidStateError, whose message
+//     starts with Python's "FINISHED: <Future at 0x... state=finished returned int>".
+//   - to_string(f) and `os << f` give Python's repr(f) (see to_string below).
 //   - done callbacks run in the order added, in the thread that completes (or cancels) the
 //     future, or at once in the adding thread if it is already done. A callback that throws is
 //     logged (see log.h) and the later callbacks still run.
@@ -30,6 +32,8 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <ostream>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -159,6 +163,27 @@ class AnyFuture {
 
   detail::StateRef<detail::StateBase> state_;
 };
+
+// Python's repr(f):
+//   <Future at 0x7f3a5c000b70 state=pending>            (also state=running)
+//   <Future at 0x7f3a5c000b70 state=cancelled>          (CANCELLED or CANCELLED_AND_NOTIFIED)
+//   <Future at 0x7f3a5c000b70 state=finished raised std::system_error>
+//   <Future at 0x7f3a5c000b70 state=finished returned int>
+// The address is the shared state's, so all handles to one future print the same, as 0x and
+// lowercase hex. "raised" names the demangled dynamic type of the stored exception, whatever
+// was thrown (`throw 2` gives "raised int"); "returned" names the demangled result type T of
+// the Future<T> that made the state, also through an AnyFuture handle ("returned void" for
+// Future<void> and for AnyFuture()). A moved-from handle gives "<Future (moved-from handle)>".
+// May throw std::bad_alloc. Strong guarantee (it changes nothing; the exception is not marked
+// observed).
+inline std::string to_string(const AnyFuture& f) {
+  if (!f.valid()) return "<Future (moved-from handle)>";
+  return detail::repr(f.state_base());
+}
+
+// Writes to_string(f). May throw std::bad_alloc before anything is written, and whatever `os`
+// throws if its exceptions() are enabled. Basic guarantee for `os`; f is unchanged.
+inline std::ostream& operator<<(std::ostream& os, const AnyFuture& f) { return os << to_string(f); }
 
 // A future whose result has type T (or none, for Future<void>).
 template <typename T>

@@ -9,13 +9,18 @@
 #include <exception>
 #include <functional>
 #include <future>
+#include <latch>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -25,6 +30,16 @@
 #include "future/log.h"
 #include "gtest/gtest.h"
 #include "testing/log_capture.h"
+
+// Outside namespace betterconcurrent: an unqualified to_string(f) here compiles only if
+// argument-dependent lookup finds betterconcurrent::to_string.
+namespace repr_test {
+std::string found_by_adl(const betterconcurrent::Future<double>& f) { return to_string(f); }
+// A thrown type that is not a std::exception, with a name the demangler must reproduce.
+struct NotAnException {
+  int code;
+};
+}  // namespace repr_test
 
 namespace betterconcurrent {
 namespace {
@@ -273,7 +288,7 @@ TEST(FutureSetTest, SetNullExceptionThrowsInvalidArgument) {
 }
 
 TEST(FutureSetTest, ConcurrentSettersExactlyOneWins) {
-  for (int round = 0; round < 50; ++round) {
+  for (int round = 0; round < 20; ++round) {
     Future<int> f;
     constexpr int kThreads = 4;
     std::atomic<int> wins{0};
@@ -934,6 +949,231 @@ TEST(FutureRaceTest, ConcurrentSetRunningExactlyOneSucceedsOthersThrow) {
                                   << " instead of throwing";
     EXPECT_TRUE(f.running());
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python's repr (to_string, operator<<) and the message of InvalidStateError.
+
+// Matches a whole repr with the given suffix after "state=".
+::testing::AssertionResult IsRepr(const std::string& text, const std::string& state_part) {
+  static const std::regex kShape("<Future at 0x[0-9a-f]+ state=(.*)>");
+  std::smatch m;
+  if (!std::regex_match(text, m, kShape)) {
+    return ::testing::AssertionFailure() << '"' << text << "\" is not shaped like Python's repr";
+  }
+  if (m[1] != state_part) {
+    return ::testing::AssertionFailure()
+           << '"' << text << "\" has state=" << m[1] << ", expected state=" << state_part;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string hex_address(const AnyFuture& f) {
+  std::ostringstream out;
+  out << "0x" << std::hex << reinterpret_cast<std::uintptr_t>(&f.state_base());
+  return out.str();
+}
+
+std::exception_ptr caught_as_std_exception(std::function<void()> thrower) {
+  try {
+    thrower();
+  } catch (const std::exception&) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+TEST(FutureReprTest, PendingAndRunning) {
+  Future<int> f;
+  EXPECT_TRUE(IsRepr(to_string(f), "pending"));
+  ASSERT_TRUE(f.set_running_or_notify_cancel());
+  EXPECT_TRUE(IsRepr(to_string(f), "running"));
+}
+
+TEST(FutureReprTest, BothCancelledStatesPrintCancelled) {
+  Future<int> f;
+  ASSERT_TRUE(f.cancel());
+  ASSERT_EQ(f.state(), FutureState::kCancelled);
+  EXPECT_TRUE(IsRepr(to_string(f), "cancelled"));
+  ASSERT_FALSE(f.set_running_or_notify_cancel());
+  ASSERT_EQ(f.state(), FutureState::kCancelledAndNotified);
+  EXPECT_TRUE(IsRepr(to_string(f), "cancelled"));
+}
+
+TEST(FutureReprTest, FinishedWithResultNamesTheResultType) {
+  Future<int> i;
+  i.set_result(5);
+  EXPECT_TRUE(IsRepr(to_string(i), "finished returned int"));
+
+  Future<void> v;
+  EXPECT_TRUE(IsRepr(to_string(v), "pending"));
+  v.set_result();
+  EXPECT_TRUE(IsRepr(to_string(v), "finished returned void"));
+
+  Future<std::vector<double>> vec;
+  vec.set_result(std::vector<double>{1.5});
+  EXPECT_TRUE(
+      IsRepr(to_string(vec), "finished returned std::vector<double, std::allocator<double> >"))
+      << to_string(vec);
+}
+
+TEST(FutureReprTest, TypeErasedHandleKnowsTheResultType) {
+  Future<double> d;
+  AnyFuture erased = d;
+  d.set_result(2.5);
+  EXPECT_TRUE(IsRepr(to_string(erased), "finished returned double"));
+  EXPECT_EQ(to_string(erased), to_string(d));
+
+  AnyFuture bare;  // Python's Future(): a State<void>
+  bare.set_exception(std::make_exception_ptr(std::runtime_error("x")));
+  EXPECT_TRUE(IsRepr(to_string(bare), "finished raised std::runtime_error"));
+  EXPECT_EQ(bare.state_base().result_type(), typeid(void));  // "returned void" once finished
+}
+
+TEST(FutureReprTest, FinishedWithExceptionNamesItsDynamicType) {
+  Future<int> sys;
+  sys.set_exception(caught_as_std_exception(
+      [] { throw std::system_error(std::make_error_code(std::errc::io_error)); }));
+  EXPECT_TRUE(IsRepr(to_string(sys), "finished raised std::system_error"));
+
+  Future<int> futures_error;
+  futures_error.set_exception(caught_as_std_exception([] { throw CancelledError(); }));
+  EXPECT_TRUE(IsRepr(to_string(futures_error), "finished raised betterconcurrent::CancelledError"));
+
+  Future<int> two;
+  two.set_exception(std::make_exception_ptr(2));
+  EXPECT_TRUE(IsRepr(to_string(two), "finished raised int"));
+
+  Future<std::string> custom;
+  custom.set_exception(std::make_exception_ptr(repr_test::NotAnException{7}));
+  EXPECT_TRUE(IsRepr(to_string(custom), "finished raised repr_test::NotAnException"));
+  // The stored exception is the same object as before, and still rethrows.
+  try {
+    (void)custom.result(0s);
+    ADD_FAILURE() << "no exception";
+  } catch (const repr_test::NotAnException& e) {
+    EXPECT_EQ(e.code, 7);
+  }
+}
+
+TEST(FutureReprTest, DoesNotMarkTheExceptionObserved) {
+  Future<int> f;
+  f.set_exception(std::make_exception_ptr(std::runtime_error("unseen")));
+  EXPECT_TRUE(IsRepr(to_string(f), "finished raised std::runtime_error"));
+  EXPECT_TRUE(f.state_base().claim_unobserved());
+}
+
+TEST(FutureReprTest, AddressIsTheSharedStatesSoHandlesAgree) {
+  Future<int> f;
+  Future<int> copy = f;
+  AnyFuture erased = f;
+  const std::string text = to_string(f);
+  EXPECT_EQ(text, "<Future at " + hex_address(f) + " state=pending>");
+  EXPECT_EQ(to_string(copy), text);
+  EXPECT_EQ(to_string(erased), text);
+  Future<int> other;
+  EXPECT_NE(to_string(other), text);
+}
+
+TEST(FutureReprTest, StreamOperatorWritesTheRepr) {
+  Future<int> f;
+  f.set_result(1);
+  std::ostringstream out;
+  out << "[" << f << "]";
+  EXPECT_EQ(out.str(), "[" + to_string(f) + "]");
+  EXPECT_TRUE(IsRepr(repr_test::found_by_adl(Future<double>()), "pending"));
+}
+
+TEST(FutureReprTest, MovedFromHandleDoesNotCrash) {
+  Future<int> f;
+  Future<int> g = std::move(f);
+  EXPECT_EQ(to_string(f), "<Future (moved-from handle)>");
+  EXPECT_TRUE(IsRepr(to_string(g), "pending"));
+}
+
+TEST(FutureReprTest, ReprRacingCompletionIsAConsistentSnapshot) {
+  for (int round = 0; round < 20; ++round) {
+    Future<int> f;
+    std::latch started(1);
+    std::jthread setter([f, &started] {
+      started.wait();
+      f.set_exception(std::make_exception_ptr(std::out_of_range("r")));
+    });
+    started.count_down();
+    const auto give_up = std::chrono::steady_clock::now() + kLong;
+    std::string text;
+    do {
+      text = to_string(f);
+      EXPECT_TRUE(IsRepr(text, "pending") || IsRepr(text, "finished raised std::out_of_range"))
+          << text;
+    } while (text.find("finished") == std::string::npos &&
+             std::chrono::steady_clock::now() < give_up);
+    EXPECT_TRUE(IsRepr(text, "finished raised std::out_of_range"));
+  }
+}
+
+// Python: InvalidStateError('{}: {!r}'.format(self._state, self)), plus our hint.
+::testing::AssertionResult IsAlreadyDoneMessage(const std::string& what, const char* state_name,
+                                                const AnyFuture& f) {
+  const std::string expected_start = std::string(state_name) + ": " + to_string(f) + "; ";
+  if (what.rfind(expected_start, 0) != 0) {
+    return ::testing::AssertionFailure()
+           << '"' << what << "\" does not start with \"" << expected_start << '"';
+  }
+  if (what.find("only once") == std::string::npos) {
+    return ::testing::AssertionFailure() << '"' << what << "\" has no hint";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+template <typename Fn>
+std::string invalid_state_message(Fn fn) {
+  try {
+    fn();
+  } catch (const InvalidStateError& e) {
+    return e.what();
+  }
+  return "(no InvalidStateError)";
+}
+
+TEST(FutureReprTest, InvalidStateErrorCarriesPythonsMessage) {
+  Future<int> f;
+  f.set_result(1);
+  const std::string twice = invalid_state_message([&] { f.set_result(2); });
+  EXPECT_TRUE(IsAlreadyDoneMessage(twice, "FINISHED", f));
+  EXPECT_TRUE(std::regex_search(
+      twice, std::regex("^FINISHED: <Future at 0x[0-9a-f]+ state=finished returned int>; ")))
+      << twice;
+  EXPECT_TRUE(IsAlreadyDoneMessage(
+      invalid_state_message([&] { f.set_exception(std::make_exception_ptr(1)); }), "FINISHED", f));
+
+  Future<int> e;
+  e.set_exception(std::make_exception_ptr(std::logic_error("first")));
+  const std::string after_exception = invalid_state_message([&] { e.set_result(2); });
+  EXPECT_TRUE(IsAlreadyDoneMessage(after_exception, "FINISHED", e));
+  EXPECT_NE(after_exception.find("state=finished raised std::logic_error>"), std::string::npos)
+      << after_exception;
+
+  Future<void> v;
+  v.set_result();
+  EXPECT_TRUE(IsAlreadyDoneMessage(invalid_state_message([&] { v.set_result(); }), "FINISHED", v));
+  EXPECT_NE(to_string(v).find("returned void"), std::string::npos);
+}
+
+TEST(FutureReprTest, InvalidStateErrorOnCancelledFutures) {
+  Future<int> f;
+  ASSERT_TRUE(f.cancel());
+  const std::string cancelled = invalid_state_message([&] { f.set_result(2); });
+  EXPECT_TRUE(IsAlreadyDoneMessage(cancelled, "CANCELLED", f));
+  EXPECT_TRUE(std::regex_search(
+      cancelled, std::regex("^CANCELLED: <Future at 0x[0-9a-f]+ state=cancelled>; ")))
+      << cancelled;
+
+  ASSERT_FALSE(f.set_running_or_notify_cancel());
+  AnyFuture erased = f;
+  EXPECT_TRUE(IsAlreadyDoneMessage(
+      invalid_state_message([&] { erased.set_exception(std::make_exception_ptr(1)); }),
+      "CANCELLED_AND_NOTIFIED", f));
 }
 
 }  // namespace

@@ -1,11 +1,19 @@
 #include "future/detail/state.h"
 
+#include <cxxabi.h>
+
+#include <cinttypes>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 
 #include "future/exceptions.h"
 #include "future/log.h"
@@ -38,6 +46,62 @@ const char* state_name(FutureState s) noexcept {
       return "FINISHED";
   }
   return "UNKNOWN";
+}
+
+// Python's _STATE_TO_DESCRIPTION_MAP.
+const char* state_description(FutureState s) noexcept {
+  switch (s) {
+    case FutureState::kPending:
+      return "pending";
+    case FutureState::kRunning:
+      return "running";
+    case FutureState::kCancelled:
+    case FutureState::kCancelledAndNotified:
+      return "cancelled";
+    case FutureState::kFinished:
+      return "finished";
+  }
+  return "unknown";
+}
+
+// The demangled name of `type` ("int", "std::system_error"). Throws std::bad_alloc if the
+// demangler runs out of memory.
+std::string demangled_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), &std::free);
+  if (status == -1) throw std::bad_alloc();
+  if (status != 0 || name == nullptr) return type.name();  // not a mangled name: keep it as is
+  return name.get();
+}
+
+// The dynamic type of the exception `e` holds, or null if the runtime cannot tell (an exception
+// thrown by another language). Rethrowing does not copy the exception object. Nothrow.
+const std::type_info* exception_type(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (...) {
+    return abi::__cxa_current_exception_type();
+  }
+}
+
+std::string repr(const StateBase& state, FutureState s) {
+  char address[2 + 2 * sizeof(std::uintptr_t) + 1];
+  std::snprintf(address, sizeof address, "0x%" PRIxPTR, reinterpret_cast<std::uintptr_t>(&state));
+  std::string out = std::string("<Future at ") + address + " state=" + state_description(s);
+  if (s == FutureState::kFinished) {
+    // FINISHED was read with acquire, after the outcome was stored: reading it is race-free.
+    if (const std::exception_ptr& e = state.stored_exception()) {
+      const std::type_info* type = exception_type(e);
+      out += " raised ";
+      out += type != nullptr ? demangled_name(*type) : std::string("<unknown exception type>");
+    } else {
+      out += " returned ";
+      out += demangled_name(state.result_type());
+    }
+  }
+  out += '>';
+  return out;
 }
 
 // A thread blocked in wait_done(): fired under the state's lock, it signals under its own mutex
@@ -183,11 +247,13 @@ void StateBase::set_exception(std::exception_ptr e) {
   if (!try_set_exception(std::move(e))) throw_already_done(*this);
 }
 
+std::string repr(const StateBase& state) { return repr(state, state.state()); }
+
 void throw_already_done(const StateBase& state) {
-  char address[32];
-  std::snprintf(address, sizeof address, "%p", static_cast<const void*>(&state));
-  throw InvalidStateError(std::string(state_name(state.state())) + ": <Future at " + address +
-                          "> is already done; a future's outcome can be set only once");
+  // One snapshot for both names (a CANCELLED state may become CANCELLED_AND_NOTIFIED meanwhile).
+  FutureState s = state.state();
+  throw InvalidStateError(std::string(state_name(s)) + ": " + repr(state, s) +
+                          "; a future's outcome can be set only once");
 }
 
 void State<void>::set_result() {

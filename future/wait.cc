@@ -66,17 +66,26 @@ AsCompletedCore::~AsCompletedCore() { set_->disarm(); }
 
 std::optional<std::size_t> AsCompletedCore::next() {
   if (!deadline_) deadline_ = Deadline::after(timeout_);
-  std::unique_lock lock(set_->mu());
-  while (handed_out_ == set_->finished_locked().size()) {
-    if (handed_out_ == set_->size()) return std::nullopt;
-    if (deadline_->passed()) {
-      throw TimeoutError(std::to_string(set_->size() - handed_out_) + " (of " +
-                         std::to_string(set_->size()) + ") futures unfinished");
+  std::size_t index;
+  {
+    std::unique_lock lock(set_->mu());
+    while (handed_out_ == set_->finished_locked().size()) {
+      if (handed_out_ == set_->size()) return std::nullopt;
+      if (deadline_->passed()) {
+        throw TimeoutError(std::to_string(set_->size() - handed_out_) + " (of " +
+                           std::to_string(set_->size()) + ") futures unfinished");
+      }
+      set_->clear_ready_locked();
+      set_->wait(lock, *deadline_);
     }
-    set_->clear_ready_locked();
-    set_->wait(lock, *deadline_);
+    index = set_->finished_locked()[handed_out_++];
   }
-  return set_->finished_locked()[handed_out_++];
+  // Python's _yield_finished_futures removes its waiter before yielding. Ours has already been
+  // unlinked when it fired (or was never linked, for a future finished before arm()), so this
+  // mostly makes the set forget the future: the caller may then free it. Not under mu(): a
+  // firing listener holds the future's lock, then mu().
+  set_->disarm(index);
+  return index;
 }
 
 }  // namespace betterconcurrent::detail

@@ -83,7 +83,9 @@ class AsCompletedCore {
   ~AsCompletedCore();
   AsCompletedCore(const AsCompletedCore&) = delete;
   AsCompletedCore& operator=(const AsCompletedCore&) = delete;
-  // The index of the next future to finish, or nullopt when all were handed out. Throws
+  // The index of the next future to finish, or nullopt when all were handed out. Before it
+  // returns an index, it removes its listener from that future and forgets it (as Python's
+  // _yield_finished_futures does), so the caller may release the future's last handle. Throws
   // TimeoutError when the time runs out first.
   std::optional<std::size_t> next();
 
@@ -111,9 +113,21 @@ auto wait(const Range& fs, Timeout timeout = std::nullopt, ReturnWhen return_whe
 }
 
 // Yields the futures as they finish (those already finished first), each once. The timeout
-// counts from the start of the iteration; when it runs out before every future finished,
-// incrementing the iterator throws TimeoutError("N (of M) futures unfinished"). The range is
+// counts from the start of the iteration (begin()); when it runs out before every future
+// finished, begin() or ++it throws TimeoutError("N (of M) futures unfinished"). The range is
 // single-pass and not thread-safe; destroying it stops listening to the futures.
+//
+// Like Python's generator (issue 14406), the range keeps no reference to a future it handed
+// out: *it refers to a handle held by the range, valid only until the next ++it, which releases
+// it (before waiting for the next future). Copy it to keep it. So once the iteration moves past
+// a future that nobody else holds, its state (and its result) is freed right then. The range
+// holds the futures not yet handed out, and listens only to those.
+//
+// Guarantees: as_completed() never changes a future (strong). begin() and ++it may throw
+// TimeoutError and std::bad_alloc; a begin() that cannot allocate its listeners leaves nothing
+// listening. ++it releases the previous future even when it then throws (as Python's generator
+// drops it before waiting), so after a throw *it must not be used; a later ++it yields a future
+// that finished meanwhile, or throws TimeoutError again.
 template <typename F>
 class AsCompleted {
  public:
@@ -124,35 +138,51 @@ class AsCompleted {
    public:
     using value_type = F;
     using difference_type = std::ptrdiff_t;
-    const F& operator*() const { return owner_->unique_.futures[*current_]; }
-    const F* operator->() const { return &**this; }
+    // The future handed out, held by the range until the next ++it. Nothrow.
+    const F& operator*() const noexcept { return *owner_->current_; }
+    const F* operator->() const noexcept { return &*owner_->current_; }
+    // Releases the current future, then waits for the next one (see the class comment).
     iterator& operator++() {
-      current_ = owner_->core_->next();
+      owner_->advance();
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return !current_; }
+    bool operator==(std::default_sentinel_t) const noexcept { return owner_->ended_; }
 
    private:
     friend class AsCompleted;
-    iterator(AsCompleted* owner, std::optional<std::size_t> current)
-        : owner_(owner), current_(current) {}
+    explicit iterator(AsCompleted* owner) noexcept : owner_(owner) {}
     AsCompleted* owner_;
-    std::optional<std::size_t> current_;
   };
 
-  // Starts listening. Call once. May throw TimeoutError (zero timeout), std::bad_alloc.
+  // Starts listening and waits for the first future. Call once. Throws TimeoutError if none
+  // finishes in time; std::bad_alloc if the listeners cannot be allocated (then nothing
+  // listens).
   iterator begin() {
     core_ = std::make_unique<detail::AsCompletedCore>(unique_.states, timeout_);
-    std::optional<std::size_t> first = core_->next();
-    return iterator(this, first);
+    advance();
+    return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
-  detail::UniqueFutures<F> unique_;
+  void advance() {
+    current_.reset();  // the range's handle to the previous future goes first, as in Python
+    std::optional<std::size_t> next = core_->next();
+    if (next) {
+      current_.emplace(std::move(unique_.futures[*next]));  // the range keeps no other handle
+    } else {
+      ended_ = true;
+    }
+  }
+
+  // Declaration order matters: core_ (whose destructor unlinks from the futures not handed out)
+  // goes before unique_ releases them.
+  detail::UniqueFutures<F> unique_;  // handed-out entries are moved from (empty)
   Timeout timeout_;
   std::unique_ptr<detail::AsCompletedCore> core_;
+  std::optional<F> current_;
+  bool ended_ = false;
 };
 
 template <FutureRange Range>

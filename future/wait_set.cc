@@ -44,7 +44,15 @@ void WaitSet::arm() noexcept {
 }
 
 void WaitSet::disarm() noexcept {
-  for (std::size_t i = 0; i < states_.size(); ++i) states_[i]->unlink(nodes_[i]);
+  for (std::size_t i = 0; i < states_.size(); ++i) {
+    if (states_[i] != nullptr) states_[i]->unlink(nodes_[i]);
+  }
+}
+
+void WaitSet::disarm(std::size_t index) noexcept {
+  if (states_[index] == nullptr) return;
+  states_[index]->unlink(nodes_[index]);
+  states_[index] = nullptr;
 }
 
 void WaitSet::Node::on_fire(WaitNode* self, StateBase& state) noexcept {

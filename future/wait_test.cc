@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <coroutine>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <future>
@@ -648,6 +649,125 @@ TEST(AsCompletedTest, DoesNotChangeTheFutures) {
   EXPECT_THROW(collect(as_completed(fs, 0s)), TimeoutError);
   EXPECT_EQ(c.state(), FutureState::kCancelled);
   EXPECT_EQ(p.state(), FutureState::kPending);
+}
+
+// as_completed() keeps no reference to a future it has handed out (CPython's
+// test_free_reference_yielded_future, Python issue 14406). The results are shared_ptrs observed
+// through weak_ptrs: a result dies exactly when its future's state is freed.
+using Shared = std::shared_ptr<int>;
+
+Future<Shared> finished_with(int v, std::weak_ptr<int>& observer) {
+  Future<Shared> f;
+  Shared value = std::make_shared<int>(v);
+  observer = value;
+  f.set_result(std::move(value));
+  return f;
+}
+
+TEST(AsCompletedTest, ReleasesEachYieldedFutureOnTheNextStep) {
+  std::array<std::weak_ptr<int>, 2> before;
+  std::vector<Future<Shared>> mine(3);  // finish during the iteration
+  mine.push_back(finished_with(3, before[0]));
+  mine.push_back(finished_with(4, before[1]));
+  std::deque<Future<Shared>> unfinished(mine.begin(), mine.begin() + 3);
+  auto range = as_completed(mine, kLong);
+  mine.clear();  // from here on, the range and `unfinished` hold the only handles
+
+  std::vector<int> order;
+  std::weak_ptr<int> previous;
+  for (auto it = range.begin(); it != range.end(); ++it) {
+    if (!order.empty()) {
+      EXPECT_TRUE(previous.expired())
+          << "after the step past future " << order.back() << " the range still holds it";
+    }
+    const Shared& value = it->result(0s);
+    order.push_back(*value);
+    previous = value;
+    if (!unfinished.empty()) {
+      // Finishes while the range listens; our handle goes before the range hands it out.
+      unfinished.front().set_result(std::make_shared<int>(static_cast<int>(order.size()) - 1));
+      unfinished.pop_front();
+    }
+  }
+  EXPECT_EQ(order, (std::vector<int>{3, 4, 0, 1, 2}));
+  EXPECT_TRUE(previous.expired()) << "reaching the end must release the last future";
+  EXPECT_TRUE(before[0].expired());
+  EXPECT_TRUE(before[1].expired());
+}
+
+TEST(AsCompletedTest, ReleasesAFutureThatFinishedWhileItWaited) {
+  std::weak_ptr<int> first_result;
+  std::vector<Future<Shared>> mine = {finished_with(1, first_result), Future<Shared>()};
+  Shared late = std::make_shared<int>(2);
+  std::weak_ptr<int> late_result = late;
+  std::promise<void> go;
+  // The completer's handle and value die with its thread, which we join before looking.
+  std::jthread completer =
+      when_signalled(go.get_future(),
+                     [f = mine[1], v = std::move(late)]() mutable { f.set_result(std::move(v)); });
+  auto range = as_completed(mine, kLong);
+  mine.clear();
+
+  auto it = range.begin();
+  ASSERT_TRUE(it != range.end());
+  EXPECT_EQ(*it->result(0s), 1);
+  go.set_value();
+  ++it;  // releases the first future, then waits for the completer
+  ASSERT_TRUE(it != range.end());
+  EXPECT_TRUE(first_result.expired());
+  completer.join();
+  EXPECT_EQ(*it->result(0s), 2);
+  EXPECT_FALSE(late_result.expired()) << "*it must stay valid until the next ++it";
+  ++it;
+  EXPECT_TRUE(it == range.end());
+  EXPECT_TRUE(late_result.expired());
+}
+
+TEST(AsCompletedTest, TimeoutReleasesWhatWasHandedOutAndKeepsTheRest) {
+  std::array<std::weak_ptr<int>, 2> before;
+  std::optional<Future<Shared>> pending_a(std::in_place), pending_b(std::in_place);
+  std::vector<Future<Shared>> mine = {*pending_a, finished_with(1, before[0]), *pending_b,
+                                      finished_with(2, before[1])};
+  std::optional<AsCompleted<Future<Shared>>> range(std::in_place, mine, 0s);
+  mine.clear();
+
+  auto it = range->begin();
+  ASSERT_TRUE(it != range->end());
+  std::weak_ptr<int> yielded = it->result(0s);
+  ++it;
+  EXPECT_TRUE(yielded.expired());
+  ASSERT_TRUE(it != range->end());
+  yielded = it->result(0s);
+  try {
+    ++it;
+    ADD_FAILURE() << "no TimeoutError";
+  } catch (const TimeoutError& e) {
+    EXPECT_STREQ(e.what(), "2 (of 4) futures unfinished");
+  }
+  EXPECT_TRUE(yielded.expired()) << "the ++it that timed out must still release the last future";
+  EXPECT_TRUE(before[0].expired());
+  EXPECT_TRUE(before[1].expired());
+
+  // The range still holds and listens to the futures it has not handed out: one that finishes
+  // now is yielded by a later ++it, then released by the next.
+  std::weak_ptr<int> late;
+  {
+    Shared value = std::make_shared<int>(3);
+    late = value;
+    pending_a->set_result(std::move(value));
+  }
+  pending_a.reset();
+  EXPECT_FALSE(late.expired()) << "a future not yet handed out must be kept by the range";
+  ++it;
+  ASSERT_TRUE(it != range->end());
+  EXPECT_EQ(*it->result(0s), 3);
+  EXPECT_THROW(++it, TimeoutError);
+  EXPECT_TRUE(late.expired());
+
+  // pending_b was never handed out: the range keeps it until destroyed, and stops listening.
+  range.reset();
+  pending_b->set_result(std::make_shared<int>(4));  // must not reach the destroyed range
+  EXPECT_EQ(*pending_b->result(0s), 4);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -158,6 +160,10 @@ class StateBase {
   bool claim_unobserved() noexcept { return !observed_.exchange(true, std::memory_order_acq_rel); }
   void mark_observed() noexcept { observed_.store(true, std::memory_order_release); }
 
+  // The type of the result: typeid(T) for a State<T>, typeid(void) for State<void>. Lets a
+  // type-erased handle describe its result (Python's repr). Nothrow.
+  virtual const std::type_info& result_type() const noexcept = 0;
+
   // The executor that made this future (see executor_registry.h); 0 for hand-made futures.
   std::uint64_t executor_id() const noexcept { return executor_id_; }
   void set_executor_id(std::uint64_t id) noexcept { executor_id_ = id; }
@@ -237,6 +243,8 @@ class State : public StateBase {
   // Only after a successful wait_outcome() with no exception.
   const T& value() const noexcept { return *value_; }
 
+  const std::type_info& result_type() const noexcept final { return typeid(T); }
+
  protected:
   void destroy() noexcept override { delete this; }
 
@@ -252,10 +260,21 @@ class State<void> : public StateBase {
     return finish([](std::exception_ptr&) noexcept {});
   }
 
+  const std::type_info& result_type() const noexcept final { return typeid(void); }
+
  protected:
   void destroy() noexcept override { delete this; }
 };
 
+// Python's repr(future), e.g. "<Future at 0x55d0c3a0 state=finished returned int>": the
+// state's address, its state in lower case ("cancelled" for both cancelled states), and for a
+// FINISHED state the demangled type of the stored exception ("raised std::system_error") or of
+// the result ("returned int", "returned void"). Reads the state once, so the text is one
+// snapshot. May throw std::bad_alloc; strong guarantee (changes nothing).
+std::string repr(const StateBase& state);
+
+// Throws InvalidStateError("<STATE>: <repr>; <hint>"), Python's message for set_result() and
+// set_exception() on a done future, plus a hint. `state` must be done.
 [[noreturn]] void throw_already_done(const StateBase& state);
 
 template <typename T>

@@ -36,6 +36,9 @@ class WaitSet {
   void arm() noexcept;
   // Unlinks every listener. After it returns, nothing fires any more. Nothrow.
   void disarm() noexcept;
+  // Unlinks the listener on states[index] and forgets that state: no later call touches it, so
+  // it may be destroyed. For as_completed, which hands its futures out one by one. Nothrow.
+  void disarm(std::size_t index) noexcept;
 
   // Under mu(): whether Python's waiter would have set its event.
   bool ready_locked() const noexcept { return ready_; }
@@ -62,7 +65,7 @@ class WaitSet {
   void record(std::size_t index, const StateBase& state) noexcept;
 
   const Mode mode_;
-  const std::vector<StateBase*> states_;
+  std::vector<StateBase*> states_;  // null once forgotten by disarm(index)
   std::unique_ptr<Node[]> nodes_;
   std::mutex mu_;
   std::vector<std::size_t> finished_ ABSL_GUARDED_BY(mu_);  // reserved: push_back never throws
