@@ -13,6 +13,7 @@
 #ifndef BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
 #define BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
 
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <iterator>
@@ -30,21 +31,52 @@
 
 namespace betterconcurrent {
 
+namespace detail {
+// submit() can keep a decay-copy of each T&&: a std::decay_t<T> made from it, and moved later.
+template <typename... Ts>
+concept DecayCopyable = (std::constructible_from<std::decay_t<Ts>, Ts> && ...) &&
+                        (std::move_constructible<std::decay_t<Ts>> && ...);
+}  // namespace detail
+
+// fn(args...) can be submitted to an executor: submit() decay-copies fn and every argument
+// (so each must be constructible from what is passed, and movable), and invokes the copies
+// as rvalues, as std::invoke(std::move(fn), std::move(args)...). To pass an argument by
+// reference, wrap it in std::ref or std::cref.
+template <typename Fn, typename... Args>
+concept Submittable =
+    std::invocable<std::decay_t<Fn>, std::decay_t<Args>...> && detail::DecayCopyable<Fn, Args...>;
+
+// map(fn, ranges...) is possible: at least one range, every one an input range, and fn can be
+// submitted with one element of each (Submittable<Fn&, element references...>).
+template <typename Fn, typename... Ranges>
+concept Mappable = (sizeof...(Ranges) > 0) && (std::ranges::input_range<Ranges&> && ...) &&
+                   Submittable<Fn&, std::ranges::range_reference_t<Ranges&>...>;
+
 // The results of Executor::map(), in input order. Iterating calls each future's result()
 // with what is left of the timeout (counted from the map() call): a task's exception is
-// rethrown when its result is reached, and TimeoutError is thrown when time runs out.
+// rethrown when its result is reached, and TimeoutError is thrown when time runs out; either
+// way that future is cancelled first (Python's _result_or_cancel(); a no-op once it runs).
+//
+// The range lets go of each future as the iteration moves past it (++it), as Python's result
+// iterator pops each future (issue 14406): once nobody else holds that future, its result
+// object is destroyed there and then. So the reference *it returns is valid until ++it (or
+// until the range is destroyed): copy or move the value out if you need it longer. ++it
+// without *it lets go of that future without waiting for it or cancelling it.
+//
 // Destroying the range cancels the futures whose results were not reached (Python's generator
-// `finally`). Single-pass; not thread-safe. For a void function, the values are
-// std::monostate.
+// `finally`). Single-pass; not thread-safe; moving the range invalidates its iterators. For a
+// void function, the values are std::monostate.
 template <typename R>
 class MapResults {
  public:
   using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
-  MapResults(std::vector<Future<R>> futures, detail::Deadline deadline)
+  // Nothrow.
+  MapResults(std::vector<Future<R>> futures, detail::Deadline deadline) noexcept
       : futures_(std::move(futures)), deadline_(deadline) {}
   MapResults(MapResults&&) noexcept = default;
   MapResults& operator=(MapResults&&) = delete;
+  // Cancels the futures not reached. Nothrow.
   ~MapResults() {
     for (std::size_t i = next_; i < futures_.size(); ++i) futures_[i].cancel();
   }
@@ -53,7 +85,11 @@ class MapResults {
    public:
     using value_type = MapResults::value_type;
     using difference_type = std::ptrdiff_t;
-    // Python's _result_or_cancel(): the future is cancelled if its result cannot be had.
+    // The current result: const R& (valid until ++it), or std::monostate for a void
+    // function. Waits for it with what is left of the timeout. Rethrows the task's exception;
+    // throws TimeoutError, or CancelledError if the future was cancelled. Basic guarantee: when
+    // it throws, the current future has been cancelled if it had not started (Python's
+    // _result_or_cancel()), and the position is unchanged.
     decltype(auto) operator*() const {
       const Future<R>& f = owner_->futures_[owner_->next_];
       try {
@@ -68,24 +104,34 @@ class MapResults {
         throw;
       }
     }
-    iterator& operator++() {
+    // Moves to the next result and drops the range's handle to the current future: the
+    // reference *it returned dangles from here on unless another handle keeps the future.
+    // Nothrow.
+    iterator& operator++() noexcept {
+      Future<R> passed = std::move(owner_->futures_[owner_->next_]);
       ++owner_->next_;
       return *this;
     }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const {
+    // Nothrow.
+    void operator++(int) noexcept { ++*this; }
+    // Nothrow.
+    bool operator==(std::default_sentinel_t) const noexcept {
       return owner_->next_ == owner_->futures_.size();
     }
 
    private:
     friend class MapResults;
-    explicit iterator(MapResults* owner) : owner_(owner) {}
+    explicit iterator(MapResults* owner) noexcept : owner_(owner) {}
     MapResults* owner_;
   };
 
-  iterator begin() { return iterator(this); }
+  // Nothrow. Single-pass: every iterator shares the range's position.
+  iterator begin() noexcept { return iterator(this); }
+  // Nothrow.
   std::default_sentinel_t end() const noexcept { return {}; }
-  // The futures, in input order.
+  // The futures, in input order. Those the iteration has moved past are empty handles
+  // (valid() is false; call nothing but the destructor or assignment on them): copy the vector
+  // before iterating to keep them. Nothrow.
   const std::vector<Future<R>>& futures() const noexcept { return futures_; }
 
  private:
@@ -110,21 +156,26 @@ class Executor : public std::enable_shared_from_this<Executor> {
   // Future<T>. Throws std::runtime_error after shutdown(), BrokenExecutor (BrokenThreadPool)
   // if the executor is broken, std::bad_alloc or std::system_error (a worker thread could not
   // start). Strong guarantee: when it throws, no task was accepted and join() does not wait
-  // for one.
+  // for one. Does not compile (and a requires-expression is false) unless fn(args...) is
+  // Submittable: a callable first, then the arguments it can be invoked with.
   template <typename Fn, typename... Args>
+  requires Submittable<Fn, Args...>
   auto submit(Fn&& fn, Args&&... args);
 
   // Python's map(fn, *iterables): submits fn(x, y, ...) for the zipped ranges (stopping at the
-  // shortest) at once, and returns the results in input order; see MapResults. Basic
-  // guarantee: if a submit throws, the tasks submitted before it keep running (as in Python).
+  // shortest) at once, and returns the results in input order; see MapResults. Throws what
+  // submit() throws. Basic guarantee: if a submit throws, the tasks submitted before it keep
+  // running (as in Python). Does not compile (and a requires-expression is false) unless
+  // fn, ranges... is Mappable: one or more input ranges whose elements fn can be submitted with.
   template <typename Fn, typename... Ranges>
   requires(!std::is_convertible_v<Fn, Timeout> &&
-           sizeof...(Ranges) > 0) auto map(Fn&& fn, Ranges&&... ranges) {
+           Mappable<Fn, Ranges...>) auto map(Fn&& fn, Ranges&&... ranges) {
     return map(Timeout{}, std::forward<Fn>(fn), std::forward<Ranges>(ranges)...);
   }
-  // map() with Python's `timeout=`, counted from this call.
+  // map() with Python's `timeout=`, counted from this call. Same guarantee.
   template <typename Fn, typename... Ranges>
-  requires(sizeof...(Ranges) > 0) auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
+  requires Mappable<Fn, Ranges...>
+  auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
 
   // Python's shutdown(wait, cancel_futures): no new tasks are accepted. With cancel_futures,
   // tasks that have not started are cancelled (their waiters notified). With wait, returns
@@ -171,6 +222,7 @@ class Executor : public std::enable_shared_from_this<Executor> {
 };
 
 template <typename Fn, typename... Args>
+requires Submittable<Fn, Args...>
 auto Executor::submit(Fn&& fn, Args&&... args) {
   using Invoked = std::invoke_result_t<std::decay_t<Fn>, std::decay_t<Args>...>;
   using Plain = std::remove_cvref_t<Invoked>;
@@ -191,7 +243,8 @@ auto Executor::submit(Fn&& fn, Args&&... args) {
 }
 
 template <typename Fn, typename... Ranges>
-requires(sizeof...(Ranges) > 0) auto Executor::map(Timeout timeout, Fn&& fn, Ranges&&... ranges) {
+requires Mappable<Fn, Ranges...>
+auto Executor::map(Timeout timeout, Fn&& fn, Ranges&&... ranges) {
   using R = typename decltype(submit(fn, *std::ranges::begin(ranges)...))::value_type;
   detail::Deadline deadline = detail::Deadline::after(timeout);
   std::vector<Future<R>> futures;

@@ -35,9 +35,15 @@ std::shared_ptr<ThreadPoolExecutor> ThreadPoolExecutor::create(Options options) 
 
 ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
     : initializer_(std::move(options.initializer)) {
-  std::size_t max_workers = options.max_workers.value_or(default_max_workers());
-  if (max_workers == 0) {
-    throw std::invalid_argument("max_workers must be greater than 0");
+  std::size_t max_workers = default_max_workers();
+  if (options.max_workers.has_value()) {
+    if (*options.max_workers <= 0) {
+      throw std::invalid_argument(
+          "max_workers must be greater than 0, got " + std::to_string(*options.max_workers) +
+          "; pass a positive thread count, or leave Options::max_workers empty for the default "
+          "(min(32, hardware threads + 4))");
+    }
+    max_workers = static_cast<std::size_t>(*options.max_workers);
   }
   std::string prefix = options.thread_name_prefix.empty()
                            ? "ThreadPoolExecutor-" + std::to_string(g_pool_counter++)

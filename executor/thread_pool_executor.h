@@ -45,17 +45,21 @@ namespace betterconcurrent {
 class ThreadPoolExecutor final : public Executor {
  public:
   struct Options {
-    // Python's default: min(32, hardware threads + 4). Must be positive.
-    std::optional<std::size_t> max_workers;
+    // The most threads the pool starts. Must be greater than 0 (Python rejects 0 and
+    // negative counts too); empty means Python's default, min(32, hardware threads + 4).
+    std::optional<int> max_workers;
     // Threads are named <prefix>_<index>; default "ThreadPoolExecutor-<n>".
     std::string thread_name_prefix;
     // Runs first in every worker thread (Python's initializer(*initargs)).
     std::function<void()> initializer;
   };
 
-  // Throws std::invalid_argument if max_workers is 0, std::bad_alloc. Starts no thread.
+  // Throws std::invalid_argument ("max_workers must be greater than 0 ...") if max_workers is
+  // 0 or negative, std::bad_alloc. Starts no thread. Strong guarantee: nothing is created
+  // when it throws.
   static std::shared_ptr<ThreadPoolExecutor> create(Options options = {});
-  static std::shared_ptr<ThreadPoolExecutor> create(std::size_t max_workers) {
+  // create({.max_workers = max_workers}). Same errors and guarantee.
+  static std::shared_ptr<ThreadPoolExecutor> create(int max_workers) {
     Options options;
     options.max_workers = max_workers;
     return create(std::move(options));
@@ -68,7 +72,7 @@ class ThreadPoolExecutor final : public Executor {
   void shutdown(bool wait = true, bool cancel_futures = false) override;
   void join(Timeout timeout = std::nullopt) override;
 
-  // Python's _max_workers. Nothrow.
+  // Python's _max_workers: the positive count given to create(), or the default. Nothrow.
   std::size_t max_workers() const noexcept { return scheduler_->max_workers(); }
   // Threads started so far (Python's len(_threads)). Nothrow.
   std::size_t num_threads() const noexcept { return scheduler_->num_threads(); }

@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
-#include <regex>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -135,6 +137,71 @@ TEST(ThreadPoolSubmit, AfterShutdownThrowsRuntimeError) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What submit() and map() accept: checked at compile time, through requires-expressions
+
+template <typename... A>
+concept CanSubmit = requires(Executor& e, A&&... a) {
+  e.submit(std::forward<A>(a)...);
+};
+template <typename... A>
+concept CanMap = requires(Executor& e, A&&... a) {
+  e.map(std::forward<A>(a)...);
+};
+
+struct NotCallable {};
+using IntFn = int (*)(int);
+using StringFn = int (*)(const std::string&);
+using TwoIntFn = int (*)(int, int);
+using MutableRefFn = void (*)(int&);
+using UniqueFn = int (*)(std::unique_ptr<int>);
+using CoroutineFn = Task<int> (*)(int);
+using Ints = std::vector<int>;
+
+static_assert(CanSubmit<IntFn, int>);
+static_assert(CanSubmit<IntFn, short>);  // converts
+static_assert(CanSubmit<CoroutineFn, int>);
+static_assert(Submittable<IntFn, int>);
+static_assert(!CanSubmit<>, "submit() without a callable");
+static_assert(!CanSubmit<NotCallable, int>, "not callable");
+static_assert(!CanSubmit<int, int>, "not callable");
+static_assert(!CanSubmit<IntFn>, "argument missing");
+static_assert(!CanSubmit<IntFn, int, int>, "one argument too many");
+static_assert(!CanSubmit<StringFn, int>, "wrong argument type");
+// The arguments are decay-copied and passed as rvalues: a non-const reference needs std::ref.
+static_assert(!CanSubmit<MutableRefFn, int&>);
+static_assert(CanSubmit<MutableRefFn, std::reference_wrapper<int>>);
+// Move-only arguments can be moved in, not copied.
+static_assert(CanSubmit<UniqueFn, std::unique_ptr<int>>);
+static_assert(!CanSubmit<UniqueFn, std::unique_ptr<int>&>);
+// So can a move-only callable.
+struct MoveOnlyFn {
+  MoveOnlyFn() = default;
+  MoveOnlyFn(MoveOnlyFn&&) = default;
+  int operator()() { return 1; }
+};
+static_assert(CanSubmit<MoveOnlyFn>);
+static_assert(!CanSubmit<MoveOnlyFn&>);
+
+static_assert(CanMap<IntFn, Ints>);
+static_assert(CanMap<IntFn, const Ints&>);
+static_assert(CanMap<IntFn, decltype(std::views::iota(0, 3))>);
+static_assert(CanMap<TwoIntFn, Ints, std::vector<short>>);
+static_assert(CanMap<CoroutineFn, Ints>);
+static_assert(CanMap<std::chrono::milliseconds, IntFn, Ints>, "with a timeout");
+static_assert(!CanMap<IntFn>, "map() without a range");
+static_assert(!CanMap<std::chrono::milliseconds, IntFn>, "map() with a timeout, without a range");
+static_assert(!CanMap<NotCallable, Ints>, "not callable");
+static_assert(!CanMap<IntFn, int>, "not a range");
+static_assert(!CanMap<StringFn, Ints>, "wrong element type");
+static_assert(!CanMap<std::chrono::milliseconds, StringFn, Ints>, "wrong element type");
+static_assert(!CanMap<TwoIntFn, Ints>, "one range too few");
+static_assert(!CanMap<IntFn, Ints, Ints>, "one range too many");
+static_assert(!CanMap<MutableRefFn, Ints&>, "elements are decay-copied like submit()'s");
+
+static_assert(std::ranges::input_range<MapResults<int>>);
+static_assert(std::ranges::input_range<MapResults<void>>);
+
+// ---------------------------------------------------------------------------------------------
 // map
 
 TEST(ThreadPoolMap, ResultsInInputOrderEvenWhenFinishingInReverse) {
@@ -151,6 +218,56 @@ TEST(ThreadPoolMap, ResultsInInputOrderEvenWhenFinishingInReverse) {
   std::vector<int> got;
   for (int v : pool->map(fn, inputs)) got.push_back(v);
   EXPECT_EQ(got, (std::vector<int>{0, 10, 20, 30}));
+}
+
+// Python's test_free_reference (issue 14406): the results do not keep what they yielded.
+TEST(ThreadPoolMap, LetsGoOfEachResultOnceIteratedPast) {
+  struct Obj {
+    int value;
+  };
+  constexpr int kN = 5;
+  auto pool = ThreadPoolExecutor::create(2);
+  std::vector<int> xs{0, 1, 2, 3, 4};
+  auto results = pool->map([](int i) { return std::make_shared<Obj>(Obj{i}); }, xs);
+  // Every task is done and has dropped its own reference to its future: from here on the
+  // range holds the only handles.
+  pool->join(kLong);
+  std::vector<std::weak_ptr<Obj>> weak;
+  for (const Future<std::shared_ptr<Obj>>& f : results.futures()) weak.push_back(f.result());
+  ASSERT_EQ(weak.size(), static_cast<std::size_t>(kN));
+
+  auto it = results.begin();
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_FALSE(it == results.end());
+    const std::shared_ptr<Obj>& current = *it;  // valid until ++it
+    ASSERT_NE(current, nullptr);
+    EXPECT_EQ(current->value, i);
+    ++it;
+    for (int j = 0; j < kN; ++j) {
+      EXPECT_EQ(weak[j].expired(), j <= i) << "after " << i + 1 << " increments, result " << j;
+      EXPECT_EQ(results.futures()[j].valid(), j > i) << j;
+    }
+  }
+  EXPECT_TRUE(it == results.end());
+}
+
+// A handle held elsewhere keeps the result alive after the range lets go of it.
+TEST(ThreadPoolMap, ResultOutlivesTheRangeThroughACopiedFuture) {
+  auto pool = ThreadPoolExecutor::create(1);
+  std::vector<int> xs{7, 8};
+  auto results = pool->map([](int i) { return std::make_shared<int>(i); }, xs);
+  pool->join(kLong);
+  std::vector<Future<std::shared_ptr<int>>> kept = results.futures();
+  std::weak_ptr<int> first = kept[0].result();
+  auto it = results.begin();
+  EXPECT_EQ(**it, 7);
+  ++it;
+  EXPECT_FALSE(results.futures()[0].valid());
+  EXPECT_FALSE(first.expired());
+  EXPECT_EQ(*kept[0].result(), 7);
+  kept.clear();
+  EXPECT_TRUE(first.expired());
+  EXPECT_EQ(**it, 8);
 }
 
 TEST(ThreadPoolMap, ZipsRangesToTheShortest) {
@@ -327,11 +444,29 @@ TEST(ThreadPoolOptions, DefaultMaxWorkersIsPythons) {
   EXPECT_EQ(ThreadPoolExecutor::create(3)->max_workers(), 3u);
 }
 
-TEST(ThreadPoolOptions, ZeroMaxWorkersIsInvalid) {
-  EXPECT_THROW(ThreadPoolExecutor::create(0), std::invalid_argument);
-  ThreadPoolExecutor::Options options;
-  options.max_workers = 0;
-  EXPECT_THROW(ThreadPoolExecutor::create(std::move(options)), std::invalid_argument);
+// Python's test_max_workers_negative: 0 and -1 are rejected with the same message.
+TEST(ThreadPoolOptions, ZeroAndNegativeMaxWorkersAreInvalid) {
+  auto options_with = [](int max_workers) {
+    ThreadPoolExecutor::Options options;
+    options.max_workers = max_workers;
+    return options;
+  };
+  auto expect_rejected = [](auto&& make, int value) {
+    try {
+      make();
+      ADD_FAILURE() << "max_workers = " << value << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      std::string what = e.what();
+      EXPECT_EQ(what.rfind("max_workers must be greater than 0", 0), 0u) << what;
+      EXPECT_NE(what.find("got " + std::to_string(value)), std::string::npos) << what;
+    }
+  };
+  for (int value : {0, -1, std::numeric_limits<int>::min()}) {
+    expect_rejected([value] { return ThreadPoolExecutor::create(value); }, value);
+    expect_rejected([&, value] { return ThreadPoolExecutor::create(options_with(value)); }, value);
+  }
+  EXPECT_EQ(ThreadPoolExecutor::create(1)->max_workers(), 1u);
+  EXPECT_EQ(ThreadPoolExecutor::create(options_with(2))->max_workers(), 2u);
 }
 
 TEST(ThreadPoolThreads, StartOnDemandAndIdleThreadsAreReused) {
@@ -394,17 +529,26 @@ TEST(ThreadPoolThreads, NamesUsePrefix) {
 }
 
 TEST(ThreadPoolThreads, DefaultNamesCountPoolsWithoutPrefix) {
-  const std::regex pattern("ThreadPoolExecutor-([0-9]+)_0");
+  // The index n of a name "ThreadPoolExecutor-<n>_0", or -1.
+  auto parse = [](const std::string& name) {
+    const std::string prefix = "ThreadPoolExecutor-", suffix = "_0";
+    if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(suffix)) {
+      return -1;
+    }
+    std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return -1;
+    }
+    return std::stoi(digits);
+  };
   auto name_index = [&](ThreadPoolExecutor& pool) {
     pool.submit([] {}).result(kLong);
     std::vector<std::string> names = pool.thread_names();
     EXPECT_EQ(names.size(), 1u);
-    std::smatch m;
-    if (names.empty() || !std::regex_match(names[0], m, pattern)) {
-      ADD_FAILURE() << "unexpected name " << (names.empty() ? "<none>" : names[0]);
-      return -1;
-    }
-    return std::stoi(m[1].str());
+    int index = names.empty() ? -1 : parse(names[0]);
+    if (index < 0) ADD_FAILURE() << "unexpected name " << (names.empty() ? "<none>" : names[0]);
+    return index;
   };
   auto a = ThreadPoolExecutor::create(1);
   ThreadPoolExecutor::Options prefixed;
