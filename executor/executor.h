@@ -63,9 +63,10 @@ concept Mappable = (sizeof...(Ranges) > 0) && (std::ranges::input_range<Ranges&>
 // until the range is destroyed): copy or move the value out if you need it longer. ++it
 // without *it lets go of that future without waiting for it or cancelling it.
 //
-// Destroying the range cancels the futures whose results were not reached (Python's generator
-// `finally`). Single-pass; not thread-safe; moving the range invalidates its iterators. For a
-// void function, the values are std::monostate.
+// Once the iteration has started (*it or ++it), destroying the range cancels the futures whose
+// results were not reached (Python's generator `finally`); a range destroyed unread leaves every
+// task to run, as a discarded map() does in Python. Single-pass; not thread-safe; moving the range
+// invalidates its iterators. For a void function, the values are std::monostate.
 template <typename R>
 class MapResults {
  public:
@@ -76,8 +77,11 @@ class MapResults {
       : futures_(std::move(futures)), deadline_(deadline) {}
   MapResults(MapResults&&) noexcept = default;
   MapResults& operator=(MapResults&&) = delete;
-  // Cancels the futures not reached. Nothrow.
+  // Once the iteration has started (*it or ++it ran), cancels the futures not reached:
+  // Python's generator `finally`, which runs only if the generator was started. A range
+  // dropped unread leaves every task to run, as a discarded map() does in Python. Nothrow.
   ~MapResults() {
+    if (!started_) return;
     for (std::size_t i = next_; i < futures_.size(); ++i) futures_[i].cancel();
   }
 
@@ -91,6 +95,7 @@ class MapResults {
     // it throws, the current future has been cancelled if it had not started (Python's
     // _result_or_cancel()), and the position is unchanged.
     decltype(auto) operator*() const {
+      owner_->started_ = true;
       const Future<R>& f = owner_->futures_[owner_->next_];
       try {
         if constexpr (std::is_void_v<R>) {
@@ -108,6 +113,7 @@ class MapResults {
     // reference *it returned dangles from here on unless another handle keeps the future.
     // Nothrow.
     iterator& operator++() noexcept {
+      owner_->started_ = true;
       Future<R> passed = std::move(owner_->futures_[owner_->next_]);
       ++owner_->next_;
       return *this;
@@ -143,6 +149,7 @@ class MapResults {
   std::vector<Future<R>> futures_;
   detail::Deadline deadline_;
   std::size_t next_ = 0;
+  bool started_ = false;  // whether *it or ++it ran: the destructor cancels only then
 };
 
 class Executor : public std::enable_shared_from_this<Executor> {

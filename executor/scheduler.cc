@@ -302,7 +302,7 @@ void Scheduler::worker_main(std::size_t index) {
   tls_worker = WorkerIdentity{this, index};
   std::string os_name = workers_[index].name.substr(0, 15);  // the kernel keeps 15 bytes
   pthread_setname_np(pthread_self(), os_name.c_str());
-  if (options_.on_worker_start && !options_.on_worker_start()) {
+  if (options_.on_worker_start && !options_.on_worker_start(*this)) {
     tls_worker = WorkerIdentity{};
     return;
   }

@@ -100,8 +100,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   struct Options {
     std::size_t max_workers = 1;
     std::string thread_name_prefix;  // threads are named <prefix>_<index>
-    // Runs first in every worker; returning false makes the worker exit at once.
-    std::function<bool()> on_worker_start;
+    // Runs first in every worker; returning false makes the worker exit at once. Workers may
+    // outlive the executor that made them (detach_threads()), so it must not refer to it.
+    std::function<bool(Scheduler&)> on_worker_start;
   };
 
   static std::shared_ptr<Scheduler> create(Options options);

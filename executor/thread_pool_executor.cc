@@ -34,7 +34,7 @@ std::shared_ptr<ThreadPoolExecutor> ThreadPoolExecutor::create(Options options) 
 }
 
 ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
-    : initializer_(std::move(options.initializer)) {
+    : worker_start_(std::make_shared<WorkerStart>(std::move(options.initializer))) {
   std::size_t max_workers = default_max_workers();
   if (options.max_workers.has_value()) {
     if (*options.max_workers <= 0) {
@@ -51,7 +51,8 @@ ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
   scheduler_ = detail::Scheduler::create(detail::Scheduler::Options{
       .max_workers = max_workers,
       .thread_name_prefix = std::move(prefix),
-      .on_worker_start = [this] { return on_worker_start(); },
+      .on_worker_start =
+          [start = worker_start_](detail::Scheduler& scheduler) { return start->run(scheduler); },
   });
 }
 
@@ -64,7 +65,7 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
   }
 }
 
-bool ThreadPoolExecutor::on_worker_start() noexcept {
+bool ThreadPoolExecutor::WorkerStart::run(detail::Scheduler& scheduler) noexcept {
   if (!initializer_) return true;
   try {
     initializer_();
@@ -82,11 +83,11 @@ bool ThreadPoolExecutor::on_worker_start() noexcept {
     // The message could not be stored; the flag below still breaks the pool.
   }
   broken_flag_.store(true, std::memory_order_seq_cst);
-  scheduler_->discard_queued(broken_error());
+  scheduler.discard_queued(broken_error());
   return false;
 }
 
-std::exception_ptr ThreadPoolExecutor::broken_error() const noexcept {
+std::exception_ptr ThreadPoolExecutor::WorkerStart::broken_error() const noexcept {
   try {
     return std::make_exception_ptr(BrokenThreadPool(broken()));
   } catch (...) {
@@ -94,13 +95,15 @@ std::exception_ptr ThreadPoolExecutor::broken_error() const noexcept {
   }
 }
 
-std::string ThreadPoolExecutor::broken() const {
+std::string ThreadPoolExecutor::WorkerStart::broken() const {
   std::lock_guard lock(mu_);
   return broken_;
 }
 
+std::string ThreadPoolExecutor::broken() const { return worker_start_->broken(); }
+
 void ThreadPoolExecutor::check_accepting() const {
-  if (broken_flag_.load(std::memory_order_seq_cst)) throw BrokenThreadPool(broken());
+  if (worker_start_->is_broken()) throw BrokenThreadPool(broken());
   if (shutdown_.load(std::memory_order_seq_cst)) {
     throw std::runtime_error("cannot schedule new futures after shutdown");
   }
@@ -118,7 +121,7 @@ void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
     throw;
   }
   // A break that drained the queues just before our push would miss this task; drain again.
-  if (broken_flag_.load(std::memory_order_seq_cst)) scheduler_->discard_queued(broken_error());
+  if (worker_start_->is_broken()) scheduler_->discard_queued(worker_start_->broken_error());
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {

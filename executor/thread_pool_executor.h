@@ -89,17 +89,33 @@ class ThreadPoolExecutor final : public Executor {
   detail::Scheduler& scheduler() noexcept override { return *scheduler_; }
 
  private:
-  bool on_worker_start() noexcept;
-  // The error that the futures of a broken pool carry. Nothrow.
-  std::exception_ptr broken_error() const noexcept;
+  // The initializer and the broken state: what a starting worker needs. The worker threads
+  // share it, since they outlive the executor when its own task destroyed it.
+  class WorkerStart {
+   public:
+    explicit WorkerStart(std::function<void()> initializer)
+        : initializer_(std::move(initializer)) {}
+    // Runs the initializer; if it throws, logs that, breaks the pool and fails what is queued.
+    // Returns whether the worker may run tasks. Nothrow.
+    bool run(detail::Scheduler& scheduler) noexcept;
+    bool is_broken() const noexcept { return broken_flag_.load(std::memory_order_seq_cst); }
+    // Empty, or why the pool is broken. May throw std::bad_alloc.
+    std::string broken() const;
+    // The error that the futures of a broken pool carry. Nothrow.
+    std::exception_ptr broken_error() const noexcept;
+
+   private:
+    const std::function<void()> initializer_;
+    std::atomic<bool> broken_flag_{false};
+    mutable std::mutex mu_;
+    std::string broken_ ABSL_GUARDED_BY(mu_);
+  };
+
   void check_accepting() const;
 
-  std::function<void()> initializer_;
+  std::shared_ptr<WorkerStart> worker_start_;
   std::shared_ptr<detail::Scheduler> scheduler_;
   std::atomic<bool> shutdown_{false};
-  std::atomic<bool> broken_flag_{false};
-  mutable std::mutex mu_;
-  std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace betterconcurrent

@@ -66,7 +66,8 @@ class BrokenThreadPool : public BrokenExecutor {
 };
 
 // Thrown by Executor::join() when tasks failed and nobody looked at their futures. It carries
-// every such exception, in the order the tasks failed; each is reported once.
+// every such exception, in the order the tasks ended (after their done callbacks); each is
+// reported once.
 class UnobservedTaskErrors : public Error {
  public:
   explicit UnobservedTaskErrors(std::vector<std::exception_ptr> exceptions);

@@ -19,12 +19,14 @@
 namespace betterconcurrent::detail {
 
 // Completes `state` with what `produce` returns or throws. Announces the idle worker first (see
-// Scheduler::release_idle_token). A result that cannot be stored because the future was
-// already completed by hand is logged, not lost silently.
+// Scheduler::release_idle_token). An outcome that cannot be stored because the future was
+// already completed by hand is logged (with the exception, if the task threw), not lost
+// silently.
 template <typename R, typename Produce>
 void complete_task(State<R>& state, bool external, Scheduler& scheduler,
                    Produce&& produce) noexcept {
   bool stored;
+  std::exception_ptr error;
   try {
     if constexpr (std::is_void_v<R>) {
       std::forward<Produce>(produce)();
@@ -36,11 +38,12 @@ void complete_task(State<R>& state, bool external, Scheduler& scheduler,
       stored = state.try_set_result(std::move(value));
     }
   } catch (...) {
-    stored = state.try_set_exception(std::current_exception());
+    error = std::current_exception();
+    stored = state.try_set_exception(error);
   }
   if (!stored) {
     log(LogLevel::kError, "task outcome discarded: its future was already completed by hand",
-        nullptr);
+        std::move(error));
   }
 }
 

@@ -7,9 +7,10 @@ set -euo pipefail
 
 DEPS_DIR="${BETTERCONCURRENT_DEPS:-/opt/betterconcurrent-deps}"
 # g++ 12 is the compiler (its libasan/libubsan/liblsan/libtsan serve the sanitizer configs);
-# clang-format is for `make format` / `make lint`.
+# clang-format is for `make format` / `make lint`; libpython3.11-testsuite is CPython's own test
+# suite, which //conformance replays (tools/conformance/cpython_ids.py lists its test ids).
 PACKAGES=(bazel-bootstrap bazel-rules-cc bazel-rules-java bazel-skylib bazel-platforms
-          googletest libbenchmark-dev dpkg-dev python3 g++ clang-format)
+          googletest libbenchmark-dev dpkg-dev python3 libpython3.11-testsuite g++ clang-format)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
