@@ -12,45 +12,25 @@
 // Instead of sleeping, the task waits until main() has returned: an exit handler registered
 // after the pool was created runs before the pool's destructor (exit handlers and static
 // destructors run in the reverse order of their registration), and releases it.
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "conformance/event.h"
 #include "executor/thread_pool_executor.h"
 
 namespace {
 
 using betterconcurrent::ThreadPoolExecutor;
 
-constexpr std::chrono::seconds kLongTimeout{30};
-
-class Flag {
- public:
-  void set() {
-    std::lock_guard lock(mu_);
-    set_ = true;
-    cv_.notify_all();
-  }
-  bool wait() {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, kLongTimeout, [this] { return set_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool set_ = false;
-};
+using betterconcurrent::replay::Event;
 
 // Declared before the pool, so destroyed after it: the task may use them until it ends.
-Flag task_started;
-Flag main_returned;
+Event task_started;
+Event main_returned;
 std::shared_ptr<ThreadPoolExecutor> pool;
 
 // CPython's sleep_and_print: the sleep outlasts the main program; here the task waits for

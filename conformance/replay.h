@@ -8,45 +8,17 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <system_error>
 #include <thread>
 
+#include "conformance/event.h"
 #include "executor/thread_pool_executor.h"
 #include "future/future.h"
 #include "gtest/gtest.h"
 
 namespace betterconcurrent::replay {
-
-// Generous bound for waits that must succeed: a deadlock fails the test instead of hanging it.
-inline constexpr std::chrono::seconds kLongTimeout{30};
-
-// Python's threading.Event.
-class Event {
- public:
-  void set() {
-    std::lock_guard lock(mu_);
-    set_ = true;
-    cv_.notify_all();
-  }
-  bool is_set() const {
-    std::lock_guard lock(mu_);
-    return set_;
-  }
-  // Returns whether the event is set, waiting up to `timeout`.
-  bool wait(std::chrono::duration<double> timeout = kLongTimeout) const {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [this] { return set_; });
-  }
-
- private:
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  bool set_ = false;
-};
 
 // CPython's create_future(state=...): the same states, reached through the public API.
 template <typename T = int>
