@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -97,6 +98,37 @@ std::vector<int> ids_of(const std::vector<std::exception_ptr>& es) {
   return ids;
 }
 
+// What join(kLongTimeout) reports: the exceptions of the UnobservedTaskErrors it throws, in
+// their order; empty if it returns. Anything else it throws propagates (and fails the test).
+std::vector<std::exception_ptr> reported_by_join(Executor& ex) {
+  try {
+    ex.join(kLongTimeout);
+  } catch (const UnobservedTaskErrors& e) {
+    return e.exceptions();
+  }
+  return {};
+}
+
+// The ids of what join(kLongTimeout) reports (see reported_by_join and id_of).
+std::vector<int> ids_reported_by_join(Executor& ex) { return ids_of(reported_by_join(ex)); }
+
+// The records logged so far as kNeverObserved, in the order they were logged.
+std::vector<LogRecord> never_observed(const LogCapture& logs) {
+  std::vector<LogRecord> found;
+  for (const LogRecord& r : logs.records()) {
+    if (r.message == kNeverObserved) found.push_back(r);
+  }
+  return found;
+}
+
+// The ids (id_of) of the exceptions logged so far as kNeverObserved, in the order they were
+// logged.
+std::vector<int> never_observed_ids(const LogCapture& logs) {
+  std::vector<int> ids;
+  for (const LogRecord& r : never_observed(logs)) ids.push_back(id_of(r.exception));
+  return ids;
+}
+
 // "std::runtime_error" if `e` is exactly a std::runtime_error (not a subclass such as
 // TimeoutError or UnobservedTaskErrors), else a description of what it is.
 std::string exact_runtime_error(const std::exception_ptr& e) {
@@ -122,9 +154,15 @@ std::exception_ptr thrown_by(Fn&& fn) {
   return nullptr;
 }
 
-// Runs fn on a thread of its own. get() waits (bounded) and returns its result or rethrows its
-// exception. A thread that does not finish within kLongTimeout fails the test and is abandoned,
-// so a hang cannot hang the test binary.
+// What submitting an empty task to `ex` throws, as exact_runtime_error describes it.
+std::string submit_refusal(Executor& ex) {
+  return exact_runtime_error(thrown_by([&] { ex.submit([] {}); }));
+}
+
+// Runs fn on a thread of its own. started() waits (bounded) until the thread is about to call
+// fn, and says whether it got there. get() waits (bounded) and returns fn's result or rethrows
+// its exception. A thread that does not finish within kLongTimeout fails the test and is
+// abandoned, so a hang cannot hang the test binary.
 template <typename R>
 class Background {
  public:
@@ -132,7 +170,8 @@ class Background {
   explicit Background(Fn fn) {
     auto promise = std::make_shared<std::promise<R>>();
     result_ = promise->get_future();
-    thread_ = std::thread([promise, fn = std::move(fn)]() mutable {
+    thread_ = std::thread([promise, started = started_, fn = std::move(fn)]() mutable {
+      started->set();
       try {
         if constexpr (std::is_void_v<R>) {
           fn();
@@ -148,6 +187,8 @@ class Background {
   Background(const Background&) = delete;
   Background& operator=(const Background&) = delete;
   ~Background() { finish(); }
+
+  [[nodiscard]] bool started() const { return started_->wait(); }
 
   // Whether the thread finished within kLongTimeout.
   bool finish() {
@@ -170,6 +211,7 @@ class Background {
 
  private:
   std::future<R> result_;
+  std::shared_ptr<Event> started_ = std::make_shared<Event>();
   std::thread thread_;
   bool finished_ = false;
 };
@@ -213,6 +255,25 @@ ThreadPoolExecutor::Options counted(const std::shared_ptr<ThreadCensus>& census,
   return options;
 }
 
+// Drops the reference `owner` holds and returns the pool's num_threads() as it was just before:
+// final if that was the last reference, as nobody can submit any more.
+std::size_t drop_reference(std::shared_ptr<ThreadPoolExecutor>& owner) {
+  std::size_t threads = owner->num_threads();
+  owner.reset();
+  return threads;
+}
+
+// Submits to `pool` a task that holds a reference to it and, once `go` is set, drops that
+// reference (drop_reference) and returns the thread count. Once the caller has dropped its own,
+// the task's is the last reference, so it dies inside the pool's own task.
+Future<std::size_t> submit_dropper(const std::shared_ptr<ThreadPoolExecutor>& pool,
+                                   Future<void> go) {
+  return pool->submit([owner = pool, go]() mutable {
+    go.result(kLongTimeout);
+    return drop_reference(owner);
+  });
+}
+
 // A coroutine type that is NOT driven by an executor: it runs eagerly on the calling thread.
 // Used to check what yield_until_done does outside a driven coroutine.
 struct Eager {
@@ -225,12 +286,61 @@ struct Eager {
   };
 };
 
-// A plain task that blocks its worker until `release` is set (signalling `started` first).
-auto blocker(Future<void> started, Future<void> release) {
-  return [started, release] {
-    started.set_result();
-    release.result(kLongTimeout);
-  };
+// A plain task that holds one worker of `ex` from its start until `release` is set, then
+// returns then() (nothing by default). The constructor submits it and waits for `started`
+// (within kLongTimeout, else it throws TimeoutError), so that worker is known to be busy.
+template <typename R = void>
+struct Blocker {
+  explicit Blocker(Executor& ex) : Blocker(ex, [] {}) {}
+  template <typename Then>
+  Blocker(Executor& ex, Then then)
+      : future(ex.submit([started = started, release = release, then = std::move(then)]() -> R {
+          started.set_result();
+          release.result(kLongTimeout);
+          return then();
+        })) {
+    started.result(kLongTimeout);
+  }
+
+  Future<void> started, release;
+  Future<R> future;  // the task's; last, as the task is made from the two above
+};
+template <typename Then>
+Blocker(Executor&, Then) -> Blocker<std::invoke_result_t<Then&>>;
+
+// A coroutine task that first suspends on `gate` (co_await gate.yield_until_done()) and, once
+// the gate is set, returns then(the gate's value): by default that value itself. The constructor
+// submits it; reached_await() waits (within kLongTimeout) until the task is about to suspend and
+// says whether it got there.
+template <typename Then = std::identity>
+struct GatedCoroutine {
+  using Result = std::remove_cvref_t<std::invoke_result_t<const Then&, int>>;
+  explicit GatedCoroutine(Executor& ex, Then then = {})
+      : future(ex.submit([gate = gate, &about_to_await = about_to_await,
+                          then = std::move(then)]() -> Task<Result> {
+          about_to_await.set();
+          co_await gate.yield_until_done();
+          co_return then(gate.result());
+        })) {}
+
+  [[nodiscard]] bool reached_await() const { return about_to_await.wait(); }
+
+  Future<int> gate;
+  Event about_to_await;
+  Future<Result> future;  // the task's; last, as the task is made from the two above
+};
+
+// Runs task(self) on a pool of one worker, handing the task its own future through `self` once
+// submit() has returned it, and returns the task's result (a std::string).
+template <typename Fn>
+std::string outcome_given_own_future(Fn task) {
+  auto pool = ThreadPoolExecutor::create(1);
+  Future<Future<std::string>> self;
+  Future<std::string> f = pool->submit(task, self);
+  self.set_result(f);
+  std::string outcome = f.result(kLongTimeout);
+  shutdown_bounded(std::move(pool));
+  return outcome;
 }
 
 // Starts `n` worker threads of `pool` (each of n tasks holds its worker until all n run at
@@ -343,6 +453,17 @@ Task<void> count_down_awaiting(Countdown* c, int depth) {
 constexpr int kCountdownDepth = 9;
 constexpr int kCountdownTasks = (1 << (kCountdownDepth + 1)) - 1;  // 1023
 
+// Checks join() against the countdown `c`, whose root task waits (cooperatively) for `gate`
+// before it counts: while the gate is shut, join() times out and nothing has counted down; once
+// it opens, join() returns with every task counted down.
+void expect_join_waits_for_countdown(Executor& ex, const Countdown& c, const Future<void>& gate) {
+  EXPECT_THROW(ex.join(kShort), TimeoutError);
+  EXPECT_EQ(c.remaining.load(), kCountdownTasks);
+  gate.set_result();
+  ex.join(kLongTimeout);
+  EXPECT_EQ(c.remaining.load(), 0);
+}
+
 TEST_P(OriginalExamples, JoinCountdownFireAndForget) {
   Countdown c{pool_.get(), {kCountdownTasks}};
   Future<void> gate;
@@ -351,11 +472,7 @@ TEST_P(OriginalExamples, JoinCountdownFireAndForget) {
     co_await gate.yield_until_done();
     count_down(&c, kCountdownDepth);
   });
-  EXPECT_THROW(pool_->join(kShort), TimeoutError);
-  EXPECT_EQ(c.remaining.load(), kCountdownTasks);
-  gate.set_result();
-  pool_->join(kLongTimeout);
-  EXPECT_EQ(c.remaining.load(), 0);
+  expect_join_waits_for_countdown(*pool_, c, gate);
 }
 
 TEST_P(OriginalExamples, JoinCountdownWithCooperativeWaits) {
@@ -366,11 +483,7 @@ TEST_P(OriginalExamples, JoinCountdownWithCooperativeWaits) {
     Future<void> root = c.ex->submit(count_down_awaiting, &c, kCountdownDepth);
     co_await root.yield_until_done();
   });
-  EXPECT_THROW(pool_->join(kShort), TimeoutError);
-  EXPECT_EQ(c.remaining.load(), kCountdownTasks);
-  gate.set_result();
-  pool_->join(kLongTimeout);
-  EXPECT_EQ(c.remaining.load(), 0);
+  expect_join_waits_for_countdown(*pool_, c, gate);
 }
 
 // The parallel tree search of the original package's tests/test_tree_search.py: "A search for
@@ -484,19 +597,13 @@ INSTANTIATE_TEST_SUITE_P(Workers, OriginalExamples, ::testing::Values(1u, 4u),
 
 TEST(Cooperative, WorkerRunsOtherTasksWhileATaskIsSuspended) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<int> gate;
-  Event about_to_await;
-  auto suspended = pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result();
-  });
-  ASSERT_TRUE(about_to_await.wait());
+  GatedCoroutine suspended(*pool);
+  ASSERT_TRUE(suspended.reached_await());
   // The only worker is free for other tasks while `suspended` waits.
   EXPECT_EQ(pool->submit([] { return 5; }).result(kLongTimeout), 5);
-  EXPECT_FALSE(suspended.done());
-  gate.set_result(9);
-  EXPECT_EQ(suspended.result(kLongTimeout), 9);
+  EXPECT_FALSE(suspended.future.done());
+  suspended.gate.set_result(9);
+  EXPECT_EQ(suspended.future.result(kLongTimeout), 9);
   shutdown_bounded(std::move(pool));
 }
 
@@ -592,20 +699,15 @@ TEST(Cooperative, YieldUntilDoneOnSeveralFuturesReturnsWaitsSplit) {
 TEST(Cooperative, AwaitedFutureMayComeFromAnotherExecutor) {
   auto pool = ThreadPoolExecutor::create(1);
   auto other = ThreadPoolExecutor::create(1);
-  Future<void> other_started, release_other;
-  Future<int> elsewhere = other->submit([other_started, release_other] {
-    other_started.set_result();
-    release_other.result(kLongTimeout);
-    return 20;
-  });
-  other_started.result(kLongTimeout);
+  Blocker on_other(*other, [] { return 20; });
+  Future<int> elsewhere = on_other.future;
   auto f = pool->submit([elsewhere]() -> Task<int> {
     co_await elsewhere.yield_until_done();
     co_return elsewhere.result() + 1;
   });
   // The awaiting task does not hold its worker while `elsewhere` runs on the other pool.
   EXPECT_EQ(pool->submit([] { return 2; }).result(kLongTimeout), 2);
-  release_other.set_result();
+  on_other.release.set_result();
   EXPECT_EQ(f.result(kLongTimeout), 21);
   shutdown_bounded(std::move(pool));
   shutdown_bounded(std::move(other));
@@ -645,14 +747,12 @@ Eager await_all(std::vector<Future<int>> fs, std::size_t* done_count) {
 
 TEST(Cooperative, OutsideADrivenCoroutineYieldUntilDoneBlocksLikeWait) {
   Future<int> one, two;
-  Event started;
-  Background<bool> single([one, &started] {
+  Background<bool> single([one] {
     bool done_after = false;
-    started.set();
     await_one(one, &done_after);  // returns only once the coroutine has finished
     return done_after;
   });
-  ASSERT_TRUE(started.wait());
+  ASSERT_TRUE(single.started());
   one.set_result(1);
   EXPECT_TRUE(single.get());
 
@@ -667,9 +767,7 @@ TEST(Cooperative, OutsideADrivenCoroutineYieldUntilDoneBlocksLikeWait) {
 
 // "A task that awaits its own future gets InvalidStateError instead of hanging."
 TEST(Cooperative, TaskAwaitingItsOwnFutureGetsInvalidStateError) {
-  auto pool = ThreadPoolExecutor::create(1);
-  Future<Future<std::string>> self;
-  auto f = pool->submit([self]() -> Task<std::string> {
+  auto task = [](Future<Future<std::string>> self) -> Task<std::string> {
     co_await self.yield_until_done();
     Future<std::string> me = self.result();
     std::string outcome;
@@ -687,10 +785,8 @@ TEST(Cooperative, TaskAwaitingItsOwnFutureGetsInvalidStateError) {
       outcome += "several:InvalidStateError";
     }
     co_return outcome;
-  });
-  self.set_result(f);
-  EXPECT_EQ(f.result(kLongTimeout), "single:InvalidStateError several:InvalidStateError");
-  shutdown_bounded(std::move(pool));
+  };
+  EXPECT_EQ(outcome_given_own_future(task), "single:InvalidStateError several:InvalidStateError");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -708,24 +804,20 @@ TEST(Join, ReturnsWhenTheExecutorIsAlreadyQuiescent) {
 
 TEST(Join, WaitsWhileATaskIsRunning) {
   auto pool = ThreadPoolExecutor::create(2);
-  Future<void> started, release;
-  auto running = pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   EXPECT_THROW(pool->join(kShort), TimeoutError);
   Background<bool> joiner([&] {
     pool->join(kLongTimeout);
-    return running.done();
+    return running.future.done();
   });
-  release.set_result();
+  running.release.set_result();
   EXPECT_TRUE(joiner.get());
   shutdown_bounded(std::move(pool));
 }
 
 TEST(Join, WaitsWhileATaskIsQueued) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   auto queued = pool->submit([] { return 3; });
   EXPECT_THROW(pool->join(kShort), TimeoutError);
   EXPECT_FALSE(queued.done());
@@ -733,7 +825,7 @@ TEST(Join, WaitsWhileATaskIsQueued) {
     pool->join(kLongTimeout);
     return queued.done();
   });
-  release.set_result();
+  running.release.set_result();
   EXPECT_TRUE(joiner.get());
   EXPECT_EQ(queued.result(), 3);
   shutdown_bounded(std::move(pool));
@@ -741,22 +833,16 @@ TEST(Join, WaitsWhileATaskIsQueued) {
 
 TEST(Join, WaitsWhileACoroutineIsSuspended) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<int> gate;
-  Event about_to_await;
-  auto suspended = pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result() * 2;
-  });
-  ASSERT_TRUE(about_to_await.wait());
+  GatedCoroutine suspended(*pool, [](int v) { return v * 2; });
+  ASSERT_TRUE(suspended.reached_await());
   EXPECT_THROW(pool->join(kShort), TimeoutError);
   Background<bool> joiner([&] {
     pool->join(kLongTimeout);
-    return suspended.done();
+    return suspended.future.done();
   });
-  gate.set_result(21);
+  suspended.gate.set_result(21);
   EXPECT_TRUE(joiner.get());
-  EXPECT_EQ(suspended.result(), 42);
+  EXPECT_EQ(suspended.future.result(), 42);
   shutdown_bounded(std::move(pool));
 }
 
@@ -793,80 +879,79 @@ TEST(Join, WaitsForSubtasksHoweverDeep) {
   }
 }
 
-TEST(Join, WaitsForSubtasksSubmittedAfterJoinStarted) {
-  constexpr int kDepth = 2000;
-  auto pool = ThreadPoolExecutor::create(2);
-  Executor* ex = pool.get();
+// For the joins that a chain of subtasks starts after: a pool of `workers` workers, and a
+// chain of `depth` fire-and-forget subtasks (chain()) that a task of the test unfolds, counted in
+// `links`. join_in_background() calls join() on a thread of its own, setting `join_called` just
+// before; its get() is how many links had run when join() returned.
+struct ChainAfterJoin {
+  ChainAfterJoin(std::size_t workers, int depth)
+      : pool(ThreadPoolExecutor::create(workers)), depth(depth) {}
+  void unfold() { chain(pool.get(), &links, depth); }
+  Background<int> join_in_background() {
+    return Background<int>([this] {
+      join_called.set();
+      pool->join(kLongTimeout);
+      return links.load();
+    });
+  }
+
+  std::shared_ptr<ThreadPoolExecutor> pool;
+  const int depth;
   std::atomic<int> links{0};
   Event join_called;
-  // The root holds back until join() has been called, then unfolds a chain of subtasks: every
-  // one of them is submitted after the call.
-  pool->submit([ex, &links, &join_called] {
-    if (join_called.wait()) chain(ex, &links, kDepth);
+};
+
+TEST(Join, WaitsForSubtasksSubmittedAfterJoinStarted) {
+  constexpr int kDepth = 2000;
+  ChainAfterJoin c(2, kDepth);
+  // The root holds back until join() has been called, then unfolds the chain: every link is
+  // submitted after the call.
+  c.pool->submit([&c] {
+    if (c.join_called.wait()) c.unfold();
   });
-  Background<int> joiner([&] {
-    join_called.set();
-    pool->join(kLongTimeout);
-    return links.load();
-  });
+  auto joiner = c.join_in_background();
   EXPECT_EQ(joiner.get(), kDepth);
-  shutdown_bounded(std::move(pool));
+  shutdown_bounded(std::move(c.pool));
 }
 
 TEST(Join, WaitsForSubtasksOfACoroutineThatResumesAfterJoinStarted) {
   constexpr int kDepth = 1000;
-  auto pool = ThreadPoolExecutor::create(1);
-  Executor* ex = pool.get();
-  std::atomic<int> links{0};
-  Future<void> gate;
-  Event about_to_await;
-  pool->submit([ex, &links, gate, &about_to_await]() -> Task<void> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    chain(ex, &links, kDepth);
-  });
-  ASSERT_TRUE(about_to_await.wait());
-  Event join_called;
-  Background<int> joiner([&] {
-    join_called.set();
-    pool->join(kLongTimeout);
-    return links.load();
-  });
-  ASSERT_TRUE(join_called.wait());
-  gate.set_result();
+  ChainAfterJoin c(1, kDepth);
+  // Once its gate opens (the gate's value is unused), the coroutine unfolds the chain.
+  GatedCoroutine co(*c.pool, [&c](int) { c.unfold(); });
+  ASSERT_TRUE(co.reached_await());
+  auto joiner = c.join_in_background();
+  ASSERT_TRUE(c.join_called.wait());
+  co.gate.set_result(0);
   EXPECT_EQ(joiner.get(), kDepth);
-  shutdown_bounded(std::move(pool));
+  shutdown_bounded(std::move(c.pool));
 }
 
 // "On timeout it throws TimeoutError; the executor stays usable, as it does after any join."
 TEST(Join, OnTimeoutThrowsTimeoutError) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  auto running = pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   std::exception_ptr e = thrown_by([&] { pool->join(kShort); });
   ASSERT_NE(e, nullptr);
   EXPECT_THROW(std::rethrow_exception(e), TimeoutError);
-  EXPECT_FALSE(running.done());
-  release.set_result();
+  EXPECT_FALSE(running.future.done());
+  running.release.set_result();
   shutdown_bounded(std::move(pool));
 }
 
 TEST(Join, ExecutorStaysUsableAfterATimedOutJoin) {
   auto pool = ThreadPoolExecutor::create(2);
-  Future<void> started, release;
-  auto running = pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   EXPECT_THROW(pool->join(kShort), TimeoutError);
   // The timed-out join disturbed nothing: the running task goes on, new tasks run, and the
   // next join works.
   EXPECT_EQ(pool->submit([] { return 7; }).result(kLongTimeout), 7);
   auto co = pool->submit([]() -> Task<int> { co_return 8; });
   EXPECT_EQ(co.result(kLongTimeout), 8);
-  release.set_result();
+  running.release.set_result();
   EXPECT_NO_THROW(pool->join(kLongTimeout));
-  EXPECT_TRUE(running.done());
-  EXPECT_NO_THROW(running.result());
+  EXPECT_TRUE(running.future.done());
+  EXPECT_NO_THROW(running.future.result());
   shutdown_bounded(std::move(pool));
 }
 
@@ -956,12 +1041,7 @@ TEST(JoinErrors, ExceptionsHoldsEveryUnobservedExceptionPtrItself) {
   pool->submit([ex, deep] {
     ex->submit([ex, deep] { deep.set_result(ex->submit([] { throw Numbered{99}; })); });
   });
-  std::vector<std::exception_ptr> reported;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    reported = e.exceptions();
-  }
+  std::vector<std::exception_ptr> reported = reported_by_join(*pool);
   failing.push_back(deep.result(kLongTimeout));
   ASSERT_EQ(reported.size(), failing.size());
   // Each reported pointer is the very exception its future holds (looking now is after the
@@ -982,13 +1062,7 @@ TEST(JoinErrors, ExceptionsAreInTheOrderTheTasksFailed) {
     failing.push_back(pool->submit([i] { throw Numbered{i}; }));
     ASSERT_EQ(wait(std::vector<Future<void>>{failing.back()}, kLongTimeout).done.size(), 1u);
   }
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
   shutdown_bounded(std::move(pool));
 }
 
@@ -1012,13 +1086,7 @@ TEST(JoinErrors, ExceptionsAreInTheOrderTheTasksEndedAfterTheirDoneCallbacks) {
   // The other worker is done with `second` once it has run this too.
   EXPECT_EQ(pool->submit([] { return 2; }).result(kLongTimeout), 2);
   second_failed.set();
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{1, 0}));
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{1, 0}));
   shutdown_bounded(std::move(pool));
 }
 
@@ -1032,13 +1100,7 @@ void failing_chain(Executor* ex, int id, int last) {
 TEST(JoinErrors, ExceptionsOfAFireAndForgetChainAreInTheOrderTheTasksFailed) {
   auto pool = ThreadPoolExecutor::create(1);
   pool->submit(failing_chain, pool.get(), 0, 9);
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
   shutdown_bounded(std::move(pool));
 }
 
@@ -1120,12 +1182,7 @@ TEST(JoinErrors, WaitingWithoutLookingAtTheExceptionDoesNotObserveIt) {
     if (f.done()) callback_ran.set();
   });
   ASSERT_TRUE(callback_ran.wait());
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
+  std::vector<int> ids = ids_reported_by_join(*pool);
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<int>{1, 2, 3, 4}));
   shutdown_bounded(std::move(pool));
@@ -1133,9 +1190,7 @@ TEST(JoinErrors, WaitingWithoutLookingAtTheExceptionDoesNotObserveIt) {
 
 TEST(JoinErrors, CancelledTasksAreNotErrors) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   auto plain = pool->submit([] { throw Numbered{1}; });
   auto co = pool->submit([]() -> Task<void> {
     throw Numbered{2};
@@ -1143,7 +1198,7 @@ TEST(JoinErrors, CancelledTasksAreNotErrors) {
   });
   EXPECT_TRUE(plain.cancel());
   EXPECT_TRUE(co.cancel());
-  release.set_result();
+  running.release.set_result();
   EXPECT_NO_THROW(pool->join(kLongTimeout));
   EXPECT_TRUE(plain.cancelled());
   EXPECT_TRUE(co.cancelled());
@@ -1158,13 +1213,7 @@ TEST(JoinErrors, EachExceptionIsReportedOnce) {
   EXPECT_NO_THROW(pool->join(kLongTimeout));  // a second join() does not repeat them
   // A new failure is reported by the next join, alone.
   pool->submit([] { throw Numbered{3}; });
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{3}));
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{3}));
   EXPECT_NO_THROW(pool->join(kLongTimeout));
   shutdown_bounded(std::move(pool));
 }
@@ -1174,18 +1223,10 @@ TEST(JoinErrors, TimedOutJoinReportsNothingAndTheNextJoinDoes) {
   auto pool = ThreadPoolExecutor::create(2);
   auto failed = pool->submit([] { throw Numbered{5}; });
   ASSERT_EQ(wait(std::vector<Future<void>>{failed}, kLongTimeout).done.size(), 1u);
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   EXPECT_THROW(pool->join(kShort), TimeoutError);
-  release.set_result();
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{5}));
+  running.release.set_result();
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{5}));
   shutdown_bounded(std::move(pool));
 }
 
@@ -1203,13 +1244,8 @@ TEST(JoinErrors, NeverReportedOrObservedExceptionsAreLoggedOnceTheExecutorIsGone
   pool->shutdown(/*wait=*/true);
   EXPECT_EQ(logs.count(kNeverObserved), 0) << "logged while the executor still exists";
   pool.reset();
-  std::vector<int> logged;
-  for (const LogRecord& r : logs.records()) {
-    if (r.message != kNeverObserved) continue;
-    EXPECT_EQ(r.level, LogLevel::kError);
-    logged.push_back(id_of(r.exception));
-  }
-  EXPECT_EQ(logged, (std::vector<int>{3}));
+  for (const LogRecord& r : never_observed(logs)) EXPECT_EQ(r.level, LogLevel::kError);
+  EXPECT_EQ(never_observed_ids(logs), (std::vector<int>{3}));
 }
 
 // The same when the executor's last reference dies inside its own task: the log comes once the
@@ -1221,20 +1257,11 @@ TEST(JoinErrors, NeverObservedExceptionIsLoggedOnceTheLastWorkerIsGone) {
   auto lost = pool->submit([] { throw Numbered{7}; });
   ASSERT_EQ(wait(std::vector<Future<void>>{lost}, kLongTimeout).done.size(), 1u);
   Future<void> go;
-  auto last = pool->submit([owner = pool, go]() mutable {
-    go.result(kLongTimeout);
-    std::size_t threads = owner->num_threads();  // final: nobody can submit any more
-    owner.reset();                               // the last reference
-    return threads;
-  });
+  auto last = submit_dropper(pool, go);
   pool.reset();
   go.set_result();
   ASSERT_TRUE(census->wait_exited(last.result(kLongTimeout)));
-  std::vector<int> logged;
-  for (const LogRecord& r : logs.records()) {
-    if (r.message == kNeverObserved) logged.push_back(id_of(r.exception));
-  }
-  EXPECT_EQ(logged, (std::vector<int>{7}));
+  EXPECT_EQ(never_observed_ids(logs), (std::vector<int>{7}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1305,12 +1332,7 @@ TEST(Errors, ExceptionOfAnyTypeReachesJoinWithItsType) {
     throw 3;
     co_return;
   });
-  std::vector<std::exception_ptr> reported;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    reported = e.exceptions();
-  }
+  std::vector<std::exception_ptr> reported = reported_by_join(*pool);
   ASSERT_EQ(reported.size(), 3u);  // one worker, FIFO: this order
   EXPECT_THROW(std::rethrow_exception(reported[0]), DomainError);
   EXPECT_THROW(std::rethrow_exception(reported[1]), Numbered);
@@ -1326,8 +1348,7 @@ TEST(Errors, ExceptionOfAnyTypeReachesTheLogWithItsType) {
   ASSERT_EQ(wait(std::vector<Future<void>>{a, b}, kLongTimeout).done.size(), 2u);
   shutdown_bounded(std::move(pool));
   int domain_errors = 0, numbered = 0;
-  for (const LogRecord& r : logs.records()) {
-    if (r.message != kNeverObserved) continue;
+  for (const LogRecord& r : never_observed(logs)) {
     try {
       std::rethrow_exception(r.exception);
     } catch (const DomainError& e) {
@@ -1364,16 +1385,10 @@ TEST(Errors, EveryTaskExceptionReachesResultOrJoinOrTheLogExactlyOnce) {
       seen.insert(n.id);
     }
   }
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    for (int id : ids_of(e.exceptions())) seen.insert(id);
-  }
+  for (int id : ids_reported_by_join(*pool)) seen.insert(id);
   for (int i = 2; i < kTasks; i += 3) to_log.push_back(pool->submit([i] { throw Numbered{i}; }));
   shutdown_bounded(std::move(pool));  // no join for these: they go to the log
-  for (const LogRecord& r : logs.records()) {
-    if (r.message == kNeverObserved) seen.insert(id_of(r.exception));
-  }
+  for (int id : never_observed_ids(logs)) seen.insert(id);
   std::multiset<int> all;
   for (int i = 0; i < kTasks; ++i) all.insert(i);
   EXPECT_EQ(seen, all);
@@ -1421,13 +1436,7 @@ TEST(Errors, ResultThatCannotBeMovedIntoItsFutureStoresTheMovesException) {
   EXPECT_EQ(pool->submit([] { return 1; }).result(kLongTimeout), 1);  // the worker survived
   // Unobserved, it reaches join().
   auto unseen = pool->submit([] { return MoveFails{}; });
-  std::vector<int> ids;
-  try {
-    pool->join(kLongTimeout);
-  } catch (const UnobservedTaskErrors& e) {
-    ids = ids_of(e.exceptions());
-  }
-  EXPECT_EQ(ids, (std::vector<int>{13}));
+  EXPECT_EQ(ids_reported_by_join(*pool), (std::vector<int>{13}));
   shutdown_bounded(std::move(pool));
 }
 
@@ -1436,17 +1445,11 @@ TEST(Errors, ResultThatCannotBeMovedIntoItsFutureStoresTheMovesException) {
 TEST(Errors, OutcomeOfATaskWhoseFutureWasSetByHandIsLoggedAndDropped) {
   LogCapture logs;
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  auto f = pool->submit([started, release]() -> int {
-    started.set_result();
-    release.result(kLongTimeout);
-    throw Numbered{21};
-  });
-  started.result(kLongTimeout);
-  f.set_result(5);  // by hand, while the task runs
-  release.set_result();
+  Blocker running(*pool, []() -> int { throw Numbered{21}; });
+  running.future.set_result(5);  // by hand, while the task runs
+  running.release.set_result();
   EXPECT_NO_THROW(pool->join(kLongTimeout));
-  EXPECT_EQ(f.result(), 5);                                           // the hand-set result stays
+  EXPECT_EQ(running.future.result(), 5);                              // the hand-set result stays
   EXPECT_EQ(pool->submit([] { return 6; }).result(kLongTimeout), 6);  // the worker lives
   shutdown_bounded(std::move(pool));
   // The dropped outcome, an exception here, is in the log.
@@ -1481,26 +1484,15 @@ TEST(Shutdown, SubmitAfterShutdownThrowsRuntimeError) {
 TEST(Shutdown, SubmitFromATaskAfterShutdownThrowsRuntimeError) {
   auto pool = ThreadPoolExecutor::create(2);
   Executor* ex = pool.get();
-  Future<void> started, release;
-  auto plain = pool->submit([ex, started, release] {
-    started.set_result();
-    release.result(kLongTimeout);
-    return exact_runtime_error(thrown_by([&] { ex->submit([] {}); }));
-  });
-  Future<void> gate;
-  Event about_to_await;
-  auto co = pool->submit([ex, gate, &about_to_await]() -> Task<std::string> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return exact_runtime_error(thrown_by([&] { ex->submit([] {}); }));
-  });
-  started.result(kLongTimeout);
-  ASSERT_TRUE(about_to_await.wait());
+  // A running plain task and a suspended coroutine; each submits once it may go on.
+  Blocker plain(*pool, [ex] { return submit_refusal(*ex); });
+  GatedCoroutine co(*pool, [ex](int) { return submit_refusal(*ex); });
+  ASSERT_TRUE(co.reached_await());
   pool->shutdown(/*wait=*/false);
-  release.set_result();
-  gate.set_result();
-  EXPECT_EQ(plain.result(kLongTimeout), "std::runtime_error");
-  EXPECT_EQ(co.result(kLongTimeout), "std::runtime_error");
+  plain.release.set_result();
+  co.gate.set_result(0);  // its value is unused
+  EXPECT_EQ(plain.future.result(kLongTimeout), "std::runtime_error");
+  EXPECT_EQ(co.future.result(kLongTimeout), "std::runtime_error");
   shutdown_bounded(std::move(pool));
 }
 
@@ -1508,9 +1500,7 @@ TEST(Shutdown, SubmitFromATaskAfterShutdownThrowsRuntimeError) {
 // wait()/as_completed() waiters are notified; coroutines that already started keep going."
 TEST(Shutdown, CancelFuturesCancelsTasksThatHaveNotStarted) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  auto running = pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   std::atomic<int> ran{0};
   auto plain = pool->submit([&ran] { ran++; });
   auto co = pool->submit([&ran]() -> Task<void> {
@@ -1522,154 +1512,143 @@ TEST(Shutdown, CancelFuturesCancelsTasksThatHaveNotStarted) {
   EXPECT_TRUE(co.cancelled());
   EXPECT_THROW(plain.result(seconds(0)), CancelledError);
   EXPECT_THROW(co.result(seconds(0)), CancelledError);
-  EXPECT_FALSE(running.done());  // the running task is not touched
-  release.set_result();
-  EXPECT_NO_THROW(running.result(kLongTimeout));
+  EXPECT_FALSE(running.future.done());  // the running task is not touched
+  running.release.set_result();
+  EXPECT_NO_THROW(running.future.result(kLongTimeout));
   shutdown_bounded(std::move(pool));
   EXPECT_EQ(ran.load(), 0);
 }
 
 TEST(Shutdown, CancelFuturesNotifiesWaitAndAsCompletedWaiters) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   std::vector<Future<int>> queued;
   for (int i = 0; i < 3; ++i) queued.push_back(pool->submit([i] { return i; }));
-  Event waiting, iterating;
   // Without the notification these would wait for the whole kLongTimeout and then report the
   // futures not done (or throw TimeoutError).
-  Background<std::size_t> waiter([&] {
-    waiting.set();
-    return wait(queued, kLongTimeout).done.size();
-  });
+  Background<std::size_t> waiter([&] { return wait(queued, kLongTimeout).done.size(); });
   Background<std::size_t> iterator([&] {
-    iterating.set();
     std::size_t n = 0;
     for (const auto& f : as_completed(queued, kLongTimeout)) n += f.cancelled();
     return n;
   });
-  ASSERT_TRUE(waiting.wait());
-  ASSERT_TRUE(iterating.wait());
+  ASSERT_TRUE(waiter.started());
+  ASSERT_TRUE(iterator.started());
   pool->shutdown(/*wait=*/false, /*cancel_futures=*/true);
   EXPECT_EQ(waiter.get(), 3u);
   EXPECT_EQ(iterator.get(), 3u);
-  release.set_result();
+  running.release.set_result();
   shutdown_bounded(std::move(pool));
 }
 
 TEST(Shutdown, CancelFuturesLetsCoroutinesThatStartedKeepGoing) {
   auto pool = ThreadPoolExecutor::create(1);
   Executor* ex = pool.get();
-  // `suspended` waits on a gate; `woken` waits on a gate that opens before the shutdown, so it
+  // `suspended` waits on its gate; `woken` waits on a gate that opens before the shutdown, so it
   // is queued to resume (behind the blocker) when the shutdown comes.
-  Future<int> suspended_gate, woken_gate;
-  Event suspended_started, woken_started;
-  auto suspended = pool->submit([suspended_gate, &suspended_started]() -> Task<int> {
-    suspended_started.set();
-    co_await suspended_gate.yield_until_done();
-    co_return suspended_gate.result() + 1;
-  });
-  ASSERT_TRUE(suspended_started.wait());
-  auto woken = pool->submit([ex, woken_gate, &woken_started]() -> Task<std::string> {
-    woken_started.set();
-    co_await woken_gate.yield_until_done();
+  GatedCoroutine suspended(*pool, [](int v) { return v + 1; });
+  ASSERT_TRUE(suspended.reached_await());
+  GatedCoroutine woken(*pool, [ex](int v) {
     // It keeps going, but the executor accepts nothing more, from tasks either.
-    co_return std::to_string(woken_gate.result()) + " " +
-        exact_runtime_error(thrown_by([&] { ex->submit([] {}); }));
+    return std::to_string(v) + " " + submit_refusal(*ex);
   });
-  ASSERT_TRUE(woken_started.wait());
-  Future<void> blocker_started, release;
-  pool->submit(blocker(blocker_started, release));
-  blocker_started.result(kLongTimeout);  // so both coroutines are suspended
-  woken_gate.set_result(3);              // queued to resume, behind the blocker
+  ASSERT_TRUE(woken.reached_await());
+  Blocker running(*pool);    // started: so both coroutines are suspended
+  woken.gate.set_result(3);  // queued to resume, behind the blocker
   auto not_started = pool->submit([] { return 0; });
 
   pool->shutdown(/*wait=*/false, /*cancel_futures=*/true);
   EXPECT_TRUE(not_started.cancelled());
-  EXPECT_FALSE(suspended.cancelled());
-  EXPECT_FALSE(woken.cancelled());
-  release.set_result();
-  suspended_gate.set_result(1);
-  EXPECT_EQ(suspended.result(kLongTimeout), 2);
-  EXPECT_EQ(woken.result(kLongTimeout), "3 std::runtime_error");
+  EXPECT_FALSE(suspended.future.cancelled());
+  EXPECT_FALSE(woken.future.cancelled());
+  running.release.set_result();
+  suspended.gate.set_result(1);
+  EXPECT_EQ(suspended.future.result(kLongTimeout), 2);
+  EXPECT_EQ(woken.future.result(kLongTimeout), "3 std::runtime_error");
   shutdown_bounded(std::move(pool));
 }
+
+// Accepted work of every kind at once (for shutdown with wait, and for destroying the executor,
+// which is the same): on a pool of two counted workers, a coroutine suspended on its gate (it
+// returns the gate's value), a plain task that holds a worker (the blocker), and five plain tasks
+// queued behind them. `accepted` holds all their futures.
+struct EveryKindOfWork {
+  // Once the coroutine is about to suspend (false if it does not get there within kLongTimeout),
+  // submits the blocker (waiting for it to start) and the five queued tasks.
+  [[nodiscard]] bool submit_the_rest() {
+    if (!suspended.reached_await()) return false;
+    running.emplace(*pool);
+    accepted.push_back(running->future);
+    for (int i = 0; i < 5; ++i) accepted.push_back(pool->submit([i] { return i; }));
+    return true;
+  }
+  // Lets all of it finish: releases the blocker, then opens the coroutine's gate with `value`.
+  void let_finish(int value) {
+    running->release.set_result();
+    suspended.gate.set_result(value);
+  }
+  // How many of the accepted futures are not done, and how many are cancelled.
+  struct Tally {
+    std::size_t pending = 0, cancelled = 0;
+  };
+  Tally tally() const {
+    Tally t;
+    for (const AnyFuture& f : accepted) {
+      t.pending += !f.done();
+      t.cancelled += f.cancelled();
+    }
+    return t;
+  }
+
+  std::shared_ptr<ThreadCensus> census = std::make_shared<ThreadCensus>();
+  std::shared_ptr<ThreadPoolExecutor> pool = ThreadPoolExecutor::create(counted(census, 2));
+  GatedCoroutine<> suspended{*pool};
+  std::optional<Blocker<>> running;
+  std::vector<AnyFuture> accepted{suspended.future};
+};
 
 // "With wait, it returns once every accepted task — suspended coroutines included — is done and
 // every worker thread has exited; so no accepted future is pending afterwards."
 TEST(Shutdown, WaitReturnsOnceEveryAcceptedTaskIsDoneAndEveryWorkerExited) {
-  auto census = std::make_shared<ThreadCensus>();
-  auto pool = ThreadPoolExecutor::create(counted(census, 2));
-  Future<int> gate;
-  Event about_to_await;
-  std::vector<AnyFuture> accepted;
-  accepted.push_back(pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result();
-  }));
-  ASSERT_TRUE(about_to_await.wait());
-  Future<void> started, release;
-  accepted.push_back(pool->submit(blocker(started, release)));
-  started.result(kLongTimeout);
-  for (int i = 0; i < 5; ++i) accepted.push_back(pool->submit([i] { return i; }));
+  EveryKindOfWork work;
+  ASSERT_TRUE(work.submit_the_rest());
 
   struct AtReturn {
-    std::size_t pending = 0, cancelled = 0, threads_started = 0, threads_exited = 0;
+    EveryKindOfWork::Tally accepted;
+    std::size_t threads_started = 0, threads_exited = 0;
   };
-  Event shutting_down;
   Background<AtReturn> closer([&] {
-    shutting_down.set();
-    pool->shutdown(/*wait=*/true);
-    AtReturn r;
-    for (const AnyFuture& f : accepted) {
-      r.pending += !f.done();
-      r.cancelled += f.cancelled();
-    }
-    r.threads_started = pool->num_threads();
-    r.threads_exited = census->exited_count();
-    return r;
+    work.pool->shutdown(/*wait=*/true);
+    return AtReturn{work.tally(), work.pool->num_threads(), work.census->exited_count()};
   });
-  ASSERT_TRUE(shutting_down.wait());
-  release.set_result();
-  gate.set_result(4);
+  ASSERT_TRUE(closer.started());
+  work.let_finish(4);
   AtReturn r = closer.get();
-  EXPECT_EQ(r.pending, 0u);
-  EXPECT_EQ(r.cancelled, 0u);
+  EXPECT_EQ(r.accepted.pending, 0u);
+  EXPECT_EQ(r.accepted.cancelled, 0u);
   EXPECT_GE(r.threads_started, 1u);
   EXPECT_EQ(r.threads_exited, r.threads_started);
-  EXPECT_EQ(static_cast<const Future<int>&>(accepted[0]).result(), 4);
-  pool.reset();
+  EXPECT_EQ(work.suspended.future.result(), 4);
+  work.pool.reset();
 }
 
 TEST(Shutdown, WaitWithCancelFuturesStillWaitsForCoroutinesThatStarted) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<int> gate;
-  Event about_to_await;
-  auto started_co = pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result() + 10;
-  });
-  ASSERT_TRUE(about_to_await.wait());
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  GatedCoroutine started_co(*pool, [](int v) { return v + 10; });
+  ASSERT_TRUE(started_co.reached_await());
+  Blocker running(*pool);
   auto not_started = pool->submit([]() -> Task<int> { co_return 0; });
-  Event shutting_down;
   Background<std::string> closer([&] {
-    shutting_down.set();
     pool->shutdown(/*wait=*/true, /*cancel_futures=*/true);
-    if (!started_co.done()) return std::string("returned with the coroutine pending");
-    return std::to_string(started_co.result());
+    if (!started_co.future.done()) return std::string("returned with the coroutine pending");
+    return std::to_string(started_co.future.result());
   });
-  ASSERT_TRUE(shutting_down.wait());
+  ASSERT_TRUE(closer.started());
   // The only worker is blocked, so `not_started` can only get done by being cancelled.
   ASSERT_EQ(wait(std::vector<Future<int>>{not_started}, kLongTimeout).done.size(), 1u);
   EXPECT_TRUE(not_started.cancelled());
-  release.set_result();
-  gate.set_result(5);
+  running.release.set_result();
+  started_co.gate.set_result(5);
   EXPECT_EQ(closer.get(), "15");
   pool.reset();
 }
@@ -1681,11 +1660,10 @@ TEST(Shutdown, WithWaitFromOwnTaskThrowsRuntimeErrorAfterIntakeStopped) {
   ThreadPoolExecutor* p = pool.get();
   auto plain = pool->submit([p] {
     std::string thrown = exact_runtime_error(thrown_by([&] { p->shutdown(/*wait=*/true); }));
-    std::string then = exact_runtime_error(thrown_by([&] { p->submit([] {}); }));
-    return thrown + ", then submit: " + then;
+    return thrown + ", then submit: " + submit_refusal(*p);
   });
   EXPECT_EQ(plain.result(kLongTimeout), "std::runtime_error, then submit: std::runtime_error");
-  EXPECT_EQ(exact_runtime_error(thrown_by([&] { pool->submit([] {}); })), "std::runtime_error");
+  EXPECT_EQ(submit_refusal(*pool), "std::runtime_error");
   shutdown_bounded(std::move(pool));
 
   auto pool2 = ThreadPoolExecutor::create(1);
@@ -1696,7 +1674,7 @@ TEST(Shutdown, WithWaitFromOwnTaskThrowsRuntimeErrorAfterIntakeStopped) {
     co_return exact_runtime_error(thrown_by([&] { p2->shutdown(/*wait=*/true); }));
   });
   EXPECT_EQ(co.result(kLongTimeout), "std::runtime_error");
-  EXPECT_EQ(exact_runtime_error(thrown_by([&] { pool2->submit([] {}); })), "std::runtime_error");
+  EXPECT_EQ(submit_refusal(*pool2), "std::runtime_error");
   shutdown_bounded(std::move(pool2));
 }
 
@@ -1706,7 +1684,7 @@ TEST(Shutdown, WithoutWaitFromOwnTaskStopsIntakeAndReturns) {
   ThreadPoolExecutor* p = pool.get();
   auto f = pool->submit([p] {
     p->shutdown(/*wait=*/false);
-    return exact_runtime_error(thrown_by([&] { p->submit([] {}); }));
+    return submit_refusal(*p);
   });
   EXPECT_EQ(f.result(kLongTimeout), "std::runtime_error");
   shutdown_bounded(std::move(pool));
@@ -1768,19 +1746,13 @@ TEST(BrokenPool, TasksThatHadStartedAreNotFailed) {
     throw std::runtime_error("second worker");
   };
   auto pool = ThreadPoolExecutor::create(std::move(options));
-  Future<void> started, release;
-  auto running = pool->submit([started, release] {
-    started.set_result();
-    release.result(kLongTimeout);
-    return 1;
-  });
-  started.result(kLongTimeout);
+  Blocker running(*pool, [] { return 1; });
   auto not_started = pool->submit([] { return 2; });  // starts the second worker, which breaks
   second_entered.result(kLongTimeout);
   let_it_throw.set_result();
   EXPECT_THROW(not_started.result(kLongTimeout), BrokenThreadPool);
-  release.set_result();
-  EXPECT_EQ(running.result(kLongTimeout), 1);
+  running.release.set_result();
+  EXPECT_EQ(running.future.result(kLongTimeout), 1);
   EXPECT_THROW(pool->submit([] {}), BrokenThreadPool);
   shutdown_bounded(std::move(pool));
 }
@@ -1791,39 +1763,18 @@ TEST(BrokenPool, TasksThatHadStartedAreNotFailed) {
 // shutdown(wait = false) and the threads finish the remaining work on their own."
 
 TEST(Lifetime, DestroyingTheLastReferenceIsShutdownWithWait) {
-  auto census = std::make_shared<ThreadCensus>();
-  auto pool = ThreadPoolExecutor::create(counted(census, 2));
-  Future<int> gate;
-  Event about_to_await;
-  std::vector<AnyFuture> accepted;
-  accepted.push_back(pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result();
-  }));
-  ASSERT_TRUE(about_to_await.wait());
-  Future<void> started, release;
-  accepted.push_back(pool->submit(blocker(started, release)));
-  started.result(kLongTimeout);
-  for (int i = 0; i < 5; ++i) accepted.push_back(pool->submit([i] { return i; }));
-  std::weak_ptr<ThreadPoolExecutor> weak = pool;
+  EveryKindOfWork work;
+  ASSERT_TRUE(work.submit_the_rest());
+  std::weak_ptr<ThreadPoolExecutor> weak = work.pool;
 
-  Event destroying;
-  Background<std::string> destroyer([&, owned = std::move(pool)]() mutable {
-    destroying.set();
-    std::size_t threads = owned->num_threads();  // final: nobody else can submit
-    owned.reset();                               // the last reference
-    std::size_t pending = 0, cancelled = 0;
-    for (const AnyFuture& f : accepted) {
-      pending += !f.done();
-      cancelled += f.cancelled();
-    }
+  Background<std::string> destroyer([&, owned = std::move(work.pool)]() mutable {
+    std::size_t threads = drop_reference(owned);  // the last reference: `threads` is final
+    auto [pending, cancelled] = work.tally();
     return std::to_string(pending) + " pending, " + std::to_string(cancelled) + " cancelled, " +
-           (census->exited_count() == threads ? "every" : "not every") + " thread exited";
+           (work.census->exited_count() == threads ? "every" : "not every") + " thread exited";
   });
-  ASSERT_TRUE(destroying.wait());
-  release.set_result();
-  gate.set_result(1);
+  ASSERT_TRUE(destroyer.started());
+  work.let_finish(1);
   EXPECT_EQ(destroyer.get(), "0 pending, 0 cancelled, every thread exited");
   EXPECT_TRUE(weak.expired());
 }
@@ -1833,22 +1784,11 @@ TEST(Lifetime, LastReferenceDyingInsideOwnTaskIsShutdownWithoutWait) {
   auto pool = ThreadPoolExecutor::create(counted(census, 1));
   std::weak_ptr<ThreadPoolExecutor> weak = pool;
   // Remaining work: a coroutine suspended on a gate, and a task queued behind the one that
-  // drops the last reference.
-  Future<int> gate;
-  Event about_to_await;
-  auto suspended = pool->submit([gate, &about_to_await]() -> Task<int> {
-    about_to_await.set();
-    co_await gate.yield_until_done();
-    co_return gate.result() + 1;
-  });
-  ASSERT_TRUE(about_to_await.wait());
+  // drops the last reference (on the pool's only worker).
+  GatedCoroutine suspended(*pool, [](int v) { return v + 1; });
+  ASSERT_TRUE(suspended.reached_await());
   Future<void> go;
-  auto dropper = pool->submit([owner = pool, go]() mutable {
-    go.result(kLongTimeout);
-    std::size_t threads = owner->num_threads();  // final: nobody can submit any more
-    owner.reset();  // the last reference dies here, on the pool's only worker
-    return threads;
-  });
+  auto dropper = submit_dropper(pool, go);
   auto queued = pool->submit([] { return 7; });
   pool.reset();
   EXPECT_FALSE(weak.expired());  // the task holds it
@@ -1857,8 +1797,8 @@ TEST(Lifetime, LastReferenceDyingInsideOwnTaskIsShutdownWithoutWait) {
   EXPECT_TRUE(weak.expired());
   EXPECT_EQ(dropper.executor(), nullptr);
   EXPECT_EQ(queued.result(kLongTimeout), 7);  // not cancelled: wait = false, no cancel_futures
-  gate.set_result(2);
-  EXPECT_EQ(suspended.result(kLongTimeout), 3);
+  suspended.gate.set_result(2);
+  EXPECT_EQ(suspended.future.result(kLongTimeout), 3);
   EXPECT_TRUE(census->wait_exited(threads)) << "the detached threads did not finish on their own";
 }
 
@@ -1867,20 +1807,15 @@ TEST(Lifetime, LastReferenceDyingInsideOwnTaskIsShutdownWithoutWait) {
 TEST(Lifetime, DroppingTheReferenceAfterShutdownWithoutWaitStillWaits) {
   auto census = std::make_shared<ThreadCensus>();
   auto pool = ThreadPoolExecutor::create(counted(census, 1));
-  Future<void> started, release;
-  auto running = pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   auto queued = pool->submit([] { return 1; });
   pool->shutdown(/*wait=*/false);
-  Event destroying;
   Background<bool> destroyer([&, owned = std::move(pool)]() mutable {
-    destroying.set();
-    std::size_t threads = owned->num_threads();
-    owned.reset();
-    return running.done() && queued.done() && census->exited_count() == threads;
+    std::size_t threads = drop_reference(owned);
+    return running.future.done() && queued.done() && census->exited_count() == threads;
   });
-  ASSERT_TRUE(destroying.wait());
-  release.set_result();
+  ASSERT_TRUE(destroyer.started());
+  running.release.set_result();
   EXPECT_TRUE(destroyer.get());
   EXPECT_EQ(queued.result(), 1);
 }
@@ -1938,9 +1873,7 @@ TEST(FutureExecutor, NeverKeepsTheExecutorAliveAndIsNullOnceItIsGone) {
 // queue; a task submitted by a worker goes to that worker's own deque and runs depth first."
 TEST(Differences, TasksFromOutsideStartInFifoOrder) {
   auto pool = ThreadPoolExecutor::create(1);
-  Future<void> started, release;
-  pool->submit(blocker(started, release));
-  started.result(kLongTimeout);
+  Blocker running(*pool);
   std::mutex mu;
   std::vector<int> order;
   for (int i = 0; i < 5; ++i) {
@@ -1949,7 +1882,7 @@ TEST(Differences, TasksFromOutsideStartInFifoOrder) {
       order.push_back(i);
     });
   }
-  release.set_result();
+  running.release.set_result();
   pool->join(kLongTimeout);
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
   shutdown_bounded(std::move(pool));
@@ -1976,9 +1909,7 @@ TEST(Differences, SubtasksRunNewestFirst) {
 // "A task waiting on its own future (without a timeout) gets InvalidStateError; Python would
 // hang."
 TEST(Differences, PlainTaskWaitingOnItsOwnFutureGetsInvalidStateError) {
-  auto pool = ThreadPoolExecutor::create(1);
-  Future<Future<std::string>> self;
-  auto f = pool->submit([self] {
+  auto task = [](Future<Future<std::string>> self) {
     Future<std::string> me = self.result(kLongTimeout);
     std::string outcome;
     try {
@@ -1992,10 +1923,8 @@ TEST(Differences, PlainTaskWaitingOnItsOwnFutureGetsInvalidStateError) {
       outcome += "exception:InvalidStateError";
     }
     return outcome;
-  });
-  self.set_result(f);
-  EXPECT_EQ(f.result(kLongTimeout), "result:InvalidStateError exception:InvalidStateError");
-  shutdown_bounded(std::move(pool));
+  };
+  EXPECT_EQ(outcome_given_own_future(task), "result:InvalidStateError exception:InvalidStateError");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2022,19 +1951,16 @@ std::string last_reference_dies_while_a_worker_is_starting() {
     t_exit_notice.census = census;
   };
   auto pool = ThreadPoolExecutor::create(std::move(options));
-  Future<void> started, release;
-  pool->submit(blocker(started, release));  // starts the first worker and keeps it busy
-  started.result(kLongTimeout);
-  // No worker is idle, so this starts the second one, which stops in its initializer.
-  auto dropper = pool->submit([owner = pool]() mutable {
-    std::size_t threads = owner->num_threads();
-    owner.reset();  // the last reference, on the first worker
-    return threads;
-  });
+  Blocker running(*pool);  // starts the first worker and keeps it busy
+  // No worker is idle, so this starts the second one, which stops in its initializer. The
+  // dropper goes as soon as it runs, and its reference is the last one by then.
+  Future<void> go;
+  go.set_result();
+  auto dropper = submit_dropper(pool, go);
   auto queued = pool->submit([] { return 3; });
   second_starting.result(kLongTimeout);
   pool.reset();
-  release.set_result();
+  running.release.set_result();
   std::size_t threads = dropper.result(kLongTimeout);
   let_second_start.set_result();  // the starting worker goes on, with the executor gone
   std::string problems;

@@ -149,6 +149,7 @@ TEST_F(ThreadPoolWaitTests, test_timeout) {
 TEST_F(ThreadPoolWaitTests, test_pending_calls_race) {
   // CPython shrinks the GIL's switch interval to provoke the race; C++ threads race freely.
   std::vector<Future<bool>> fs;
+  fs.reserve(100);
   for (int i = 0; i < 100; ++i) fs.push_back(executor->submit([&] { return gate.wait(); }));
   gate.set();
   auto [done, not_done] = wait(fs, kLongTimeout, ALL_COMPLETED);
