@@ -377,4 +377,4 @@ class ThreadPoolTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main()
+    unittest.main(verbosity=2)

@@ -16,6 +16,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -235,11 +236,66 @@ void run_done_callback(const PyRef& fn, const PyRef& future) noexcept {
 }
 
 // betterconcurrent.Future: a C++ Future<PyRef>.
+//
+// CPython's Future keeps its state in plain attributes, and code (CPython's own test suite among
+// it) builds futures in a chosen state by assigning them: `f._state = FINISHED`, then
+// `f._exception = ...` and `f._result = ...`, possibly inside `with f._condition:` followed by
+// `f._condition.notify_all()`. Here those assignments are staged, and committed to the C++
+// future through its own transitions (set_running_or_notify_cancel, cancel, set_result,
+// set_exception) the next time the future is used: by any method, by reading `_state`, or by
+// leaving `_condition` / notifying it. A transition the C++ state machine does not have (say
+// FINISHED back to PENDING) raises RuntimeError when it is committed.
 struct PyFuture {
   PyFutureHandle f;
+  std::optional<std::string> staged_state;
+  py::object staged_result = py::none();
+  py::object staged_exception = py::none();
+
+  // Applies the staged assignments, then returns the handle. The GIL is held.
+  const PyFutureHandle& committed();
 };
 
-const PyFutureHandle& handle_of(const py::handle& o) { return o.cast<const PyFuture&>().f; }
+const PyFutureHandle& PyFuture::committed() {
+  if (!staged_state) return f;
+  const std::string target = std::move(*staged_state);
+  staged_state.reset();
+  const py::object result = std::exchange(staged_result, py::none());
+  const py::object exception = std::exchange(staged_exception, py::none());
+  const std::string current = state_name(f.state());
+  if (target == current) return f;
+  const bool pending = current == "PENDING";
+  if (target == "RUNNING" && pending) {
+    f.set_running_or_notify_cancel();
+  } else if (target == "CANCELLED" && pending) {
+    f.cancel();
+  } else if (target == "CANCELLED_AND_NOTIFIED" && (pending || current == "CANCELLED")) {
+    f.cancel();
+    f.set_running_or_notify_cancel();
+  } else if (target == "FINISHED" && (pending || current == "RUNNING")) {
+    if (!exception.is_none()) {
+      f.set_exception(std::make_exception_ptr(PyError(PyRef::borrow(exception.ptr()))));
+    } else {
+      f.set_result(PyRef::borrow(result.ptr()));
+    }
+  } else {
+    throw std::runtime_error("betterconcurrent.Future: the C++ future cannot move from " + current +
+                             " to " + target);
+  }
+  return f;
+}
+
+const PyFutureHandle& handle_of(const py::handle& o) { return o.cast<PyFuture&>().committed(); }
+
+// What `_condition` returns: committing staged assignments on exit and on notify. It is not a
+// lock (the C++ future has its own); it exists for code that sets the private attributes.
+class PyFutureCondition {
+ public:
+  explicit PyFutureCondition(py::object future) : future_(std::move(future)) {}
+  void commit() const { handle_of(future_); }
+
+ private:
+  py::object future_;
+};
 
 py::str future_repr(const py::object& self) {
   const PyFutureHandle& f = handle_of(self);
@@ -384,6 +440,9 @@ class PyMapIterator {
     return py::reinterpret_steal<py::object>(value.new_reference());
   }
 
+  // The generator's close(): cancels the futures not reached (if the iteration started).
+  void close() { results_.reset(); }
+
  private:
   std::unique_ptr<MapResults<PyRef>> results_;
   MapResults<PyRef>::iterator it_;
@@ -417,12 +476,16 @@ class PyThreadPoolExecutor {
     pool_.reset();  // shutdown(wait=True), which waits for the tasks (they need the GIL)
   }
 
-  PyFuture submit(const py::object& fn, const py::args& args, const py::kwargs& kwargs) {
+  PyFuture submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs) {
     PyCall call(PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()),
                 kwargs.empty() ? PyRef() : PyRef::borrow(kwargs.ptr()));
     std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
-    py::gil_scoped_release release;
-    return PyFuture{pool->submit(std::move(call))};
+    std::optional<PyFutureHandle> f;
+    {
+      py::gil_scoped_release release;
+      f.emplace(pool->submit(std::move(call)));
+    }
+    return PyFuture{std::move(*f)};  // with the GIL: PyFuture holds Python objects
   }
 
   PyMapIterator map(const py::object& fn, const py::args& iterables, const py::object& timeout,
@@ -506,30 +569,32 @@ PYBIND11_MODULE(_betterconcurrent, m) {
 
   py::class_<PyFuture>(m, "Future", py::dynamic_attr())
       .def(py::init<>())
-      .def("cancel", [](const PyFuture& self) { return self.f.cancel(); })
-      .def("cancelled", [](const PyFuture& self) { return self.f.cancelled(); })
-      .def("running", [](const PyFuture& self) { return self.f.running(); })
-      .def("done", [](const PyFuture& self) { return self.f.done(); })
+      .def("cancel", [](PyFuture& self) { return self.committed().cancel(); })
+      .def("cancelled", [](PyFuture& self) { return self.committed().cancelled(); })
+      .def("running", [](PyFuture& self) { return self.committed().running(); })
+      .def("done", [](PyFuture& self) { return self.committed().done(); })
       .def(
           "result",
-          [](const PyFuture& self, const py::object& timeout) {
+          [](PyFuture& self, const py::object& timeout) {
             const Timeout t = to_timeout(timeout);
+            const PyFutureHandle& f = self.committed();
             const PyRef* value;
             {
               py::gil_scoped_release release;
-              value = &self.f.result(t);
+              value = &f.result(t);
             }
             return py::reinterpret_borrow<py::object>(value->get());
           },
           py::arg("timeout") = py::none())
       .def(
           "exception",
-          [](const PyFuture& self, const py::object& timeout) {
+          [](PyFuture& self, const py::object& timeout) {
             const Timeout t = to_timeout(timeout);
+            const PyFutureHandle& f = self.committed();
             std::exception_ptr e;
             {
               py::gil_scoped_release release;
-              e = self.f.exception(t);
+              e = f.exception(t);
             }
             return e ? exception_object(e) : py::object(py::none());
           },
@@ -541,7 +606,7 @@ PYBIND11_MODULE(_betterconcurrent, m) {
                      const PyFutureHandle&) { run_done_callback(fn, future); });
            })
       .def("set_running_or_notify_cancel",
-           [](const PyFuture& self) { return self.f.set_running_or_notify_cancel(); })
+           [](PyFuture& self) { return self.committed().set_running_or_notify_cancel(); })
       .def("set_result",
            [](const py::object& self, const py::object& result) {
              const PyFutureHandle& f = handle_of(self);
@@ -554,16 +619,61 @@ PYBIND11_MODULE(_betterconcurrent, m) {
              if (f.done()) raise_already_done(self);
              f.set_exception(std::make_exception_ptr(PyError(PyRef::borrow(exception.ptr()))));
            })
-      .def_property_readonly("_state",
-                             [](const PyFuture& self) { return state_name(self.f.state()); })
+      .def_property(
+          "_state", [](PyFuture& self) { return state_name(self.committed().state()); },
+          [](PyFuture& self, const std::string& state) {
+            static const std::set<std::string> kStates = {"PENDING", "RUNNING", "CANCELLED",
+                                                          "CANCELLED_AND_NOTIFIED", "FINISHED"};
+            if (kStates.count(state) == 0) throw py::value_error("not a future state: " + state);
+            self.staged_state = state;
+          })
+      .def_property(
+          "_result",
+          [](PyFuture& self) -> py::object {
+            if (self.staged_state) return self.staged_result;
+            const detail::StateBase& base = self.f.state_base();
+            if (self.f.state() != FutureState::kFinished || base.stored_exception()) {
+              return py::none();
+            }
+            const auto& typed = static_cast<const detail::State<PyRef>&>(base);
+            return py::reinterpret_borrow<py::object>(typed.value().get());
+          },
+          [](PyFuture& self, py::object result) { self.staged_result = std::move(result); })
+      .def_property(
+          "_exception",
+          [](PyFuture& self) -> py::object {
+            if (self.staged_state) return self.staged_exception;
+            if (self.f.state() != FutureState::kFinished) return py::none();
+            const std::exception_ptr& e = self.f.state_base().stored_exception();
+            return e ? exception_object(e) : py::object(py::none());
+          },
+          [](PyFuture& self, py::object exception) {
+            self.staged_exception = std::move(exception);
+          })
+      .def_property_readonly("_condition",
+                             [](const py::object& self) { return PyFutureCondition(self); })
       .def("__repr__", &future_repr);
+
+  py::class_<PyFutureCondition>(m, "_FutureCondition")
+      .def("__enter__", [](const py::object& self) { return self; })
+      .def("__exit__",
+           [](const PyFutureCondition& self, const py::args&) {
+             self.commit();
+             return false;
+           })
+      .def("notify_all", &PyFutureCondition::commit)
+      .def(
+          "notify", [](const PyFutureCondition& self, int) { self.commit(); }, py::arg("n") = 1)
+      .def("acquire", [](const PyFutureCondition&, const py::args&) { return true; })
+      .def("release", [](const PyFutureCondition&) {});
 
   py::class_<PyAsCompleted>(m, "_AsCompletedIterator")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &PyAsCompleted::next);
   py::class_<PyMapIterator>(m, "_MapIterator")
       .def("__iter__", [](py::object self) { return self; })
-      .def("__next__", &PyMapIterator::next);
+      .def("__next__", &PyMapIterator::next)
+      .def("close", &PyMapIterator::close);
 
   m.def("wait", &py_wait, py::arg("fs"), py::arg("timeout") = py::none(),
         py::arg("return_when") = "ALL_COMPLETED");
@@ -576,7 +686,10 @@ PYBIND11_MODULE(_betterconcurrent, m) {
       .def(py::init<const py::object&, const std::string&, const py::object&, const py::tuple&>(),
            py::arg("max_workers") = py::none(), py::arg("thread_name_prefix") = "",
            py::arg("initializer") = py::none(), py::arg("initargs") = py::tuple())
-      .def("submit", &PyThreadPoolExecutor::submit, py::arg("fn"))
+      // thread.py gives it Python's signature, submit(fn, /, *args, **kwargs): pybind11 cannot
+      // pass keyword arguments named like its positional-only ones (`self=`, `fn=`) to **kwargs.
+      .def("_submit", &PyThreadPoolExecutor::submit, py::arg("fn"), py::arg("args"),
+           py::arg("kwargs"))
       .def("map", &PyThreadPoolExecutor::map, py::arg("fn"), py::kw_only(),
            py::arg("timeout") = py::none(), py::arg("chunksize") = 1)
       .def("shutdown", &PyThreadPoolExecutor::shutdown, py::arg("wait") = true, py::kw_only(),

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs a Python test file (a path relative to the workspace's runfiles) with Debian's python3 and
-# the betterconcurrent package of the runfiles on PYTHONPATH.
+# run_python_test.sh SCRIPT [FILE...]: runs a Python script with Debian's python3 and the
+# betterconcurrent package of the runfiles on PYTHONPATH. SCRIPT and the FILEs are paths
+# relative to the workspace's runfiles; FILEs are passed to the script as absolute paths.
 #
 # Under --config=asan the extension needs the ASan runtime, which must be the first library of
-# the process: it is preloaded into python3 (found as the extension's own dependency). Leak
+# the process: it is preloaded into python3 (found as the extension's own dependency), followed
+# by libstdc++. Leak
 # detection is off for that process only: the interpreter deliberately leaves its own objects
 # allocated at exit, and every allocation, ours included, goes through its uninstrumented frames,
 # so LeakSanitizer could not tell the two apart (the C++ tests keep detect_leaks=1).
@@ -22,10 +24,17 @@ if grep -q 'libtsan\.so' <<<"$libs"; then
 fi
 asan="$(awk '/libasan\.so/ { print $3 }' <<<"$libs")"
 if [ -n "$asan" ]; then
-  export LD_PRELOAD="$asan"
+  # libstdc++ too: ASan resolves the real __cxa_throw when it starts, so the C++ runtime must
+  # already be loaded then (python3 itself does not link it).
+  libstdcxx="$(awk '/libstdc\+\+\.so/ { print $3 }' <<<"$libs")"
+  export LD_PRELOAD="$asan:$libstdcxx"
   export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
 fi
 
 # -P: sys.path must not start with the script's real directory (the source tree, which has no
 # extension), only with PYTHONPATH.
-exec /usr/bin/python3 -P -X faulthandler "$root/$1" -v
+script="$root/$1"
+shift
+args=()
+for f in "$@"; do args+=("$root/$f"); done
+exec /usr/bin/python3 -P -X faulthandler "$script" "${args[@]}"
