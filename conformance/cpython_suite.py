@@ -14,6 +14,9 @@ Exclusions: cpython_suite_exclusions.tsv lists `<test id>\t<reason>`, one per li
 that depend on CPython's Python internals. Each is reported as skipped with its reason; an id
 that names no selected case is an error (the list must not go stale).
 
+Cases that start a fresh interpreter (script_helper's assert_python_ok, isolated mode) get a
+python3 wrapper as sys.executable that substitutes and checks there too (child_interpreter).
+
 Each case is bounded: if one runs longer than PER_TEST_TIMEOUT seconds, every thread's stack is
 dumped and the process exits with an error.
 
@@ -59,8 +62,8 @@ def fail(message):
     sys.exit(2)
 
 
-def check_substitution(modules, suite):
-    """Fails loudly unless every way the suite reaches concurrent.futures gives ours."""
+def check_substitution(modules, suite=None):
+    """Fails loudly unless every way the suite (if given) reaches concurrent.futures gives ours."""
     import betterconcurrent
     from betterconcurrent import _betterconcurrent
     import concurrent
@@ -79,19 +82,59 @@ def check_substitution(modules, suite):
         ('concurrent.futures.thread', concurrent.futures.thread,
          modules['concurrent.futures.thread']),
         ('concurrent.futures.Future', concurrent.futures.Future, _betterconcurrent.Future),
-        ('the suite\'s futures', suite.futures, betterconcurrent),
-        ('the suite\'s Future', suite.Future, _betterconcurrent.Future),
-        ('the suite\'s futures.wait', suite.futures.wait, _betterconcurrent.wait),
-        ('the suite\'s futures.as_completed', suite.futures.as_completed,
-         _betterconcurrent.as_completed),
     ]
+    if suite is not None:
+        checks += [
+            ('the suite\'s futures', suite.futures, betterconcurrent),
+            ('the suite\'s Future', suite.Future, _betterconcurrent.Future),
+            ('the suite\'s futures.wait', suite.futures.wait, _betterconcurrent.wait),
+            ('the suite\'s futures.as_completed', suite.futures.as_completed,
+             _betterconcurrent.as_completed),
+        ]
     for what, got, expected in checks:
         if got is not expected:
             fail('substitution did not take effect: %s is %r, expected %r' % (what, got, expected))
-    if not issubclass(suite.futures.ThreadPoolExecutor, _betterconcurrent.ThreadPoolExecutor):
-        fail('the suite\'s ThreadPoolExecutor is not the C++ pool')
-    if not isinstance(suite.PENDING_FUTURE, _betterconcurrent.Future):
+    if not issubclass(concurrent.futures.ThreadPoolExecutor, _betterconcurrent.ThreadPoolExecutor):
+        fail('concurrent.futures.ThreadPoolExecutor is not the C++ pool')
+    if suite is not None and not isinstance(suite.PENDING_FUTURE, _betterconcurrent.Future):
         fail('the suite\'s module-level futures are not betterconcurrent Futures')
+
+
+def substitute_in_child():
+    """What a child interpreter runs first (see child_interpreter)."""
+    check_substitution(substitute())
+
+
+# Some cases run code in a fresh interpreter (test.support.script_helper: sys.executable, in
+# isolated mode `-I`, which ignores PYTHONPATH). So that they test betterconcurrent too,
+# sys.executable becomes this wrapper: it prefixes `-c` code with the substitution and its check.
+_CHILD_WRAPPER = """#!/bin/bash
+prelude='import sys; sys.path[:0] = [{paths}]; import cpython_suite; \
+cpython_suite.substitute_in_child(); del cpython_suite, sys
+'
+args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -c ] && [ $# -ge 2 ]; then
+    args+=(-c "$prelude$2"); shift 2; args+=("$@"); break
+  fi
+  args+=("$1"); shift
+done
+exec {python} "${{args[@]}}"
+"""
+
+
+def child_interpreter(directory):
+    """Writes the wrapper into `directory` and returns its path."""
+    import os
+    package_dir = os.path.dirname(os.path.dirname(sys.modules['betterconcurrent'].__file__))
+    # JSON strings are Python literals too, and have no single quote to break the bash quoting.
+    import json
+    paths = ', '.join(json.dumps(p) for p in (package_dir, os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(directory, 'python3-betterconcurrent')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(_CHILD_WRAPPER.format(paths=paths, python=sys.executable))
+    os.chmod(path, 0o755)
+    return path
 
 
 def read_exclusions(path):
@@ -141,6 +184,9 @@ def main(argv):
     if not suite_module.__file__.startswith('/usr/lib/python3.11/test/'):
         fail('the suite was not loaded from /usr/lib/python3.11/test: %s' % suite_module.__file__)
     check_substitution(modules, suite_module)
+    import os
+    import tempfile
+    sys.executable = child_interpreter(os.environ.get('TEST_TMPDIR') or tempfile.mkdtemp())
 
     cases = selected_cases(suite_module)
     ids = {case.id() for case in cases}

@@ -516,6 +516,14 @@ class PyThreadPoolExecutor {
     pool->join(t);
   }
 
+  // In a child made by fork(), only the forking thread exists: the pool's workers, and any lock
+  // they held, are gone. The child must never wait for them, so it drops the pool without
+  // destroying it (a deliberate leak in the child; CPython's child similarly abandons its
+  // copy of the pool's threads).
+  void forget_after_fork() noexcept {
+    if (pool_) new std::shared_ptr<ThreadPoolExecutor>(std::move(pool_));
+  }
+
   std::size_t max_workers() const { return checked_pool()->max_workers(); }
   std::size_t num_threads() const { return checked_pool()->num_threads(); }
   std::vector<std::string> thread_names() const { return checked_pool()->thread_names(); }
@@ -527,7 +535,9 @@ class PyThreadPoolExecutor {
 
  private:
   std::shared_ptr<ThreadPoolExecutor> checked_pool() const {
-    if (!pool_) throw std::runtime_error("the executor was not initialized");
+    if (!pool_)
+      throw std::runtime_error(
+          "this executor cannot be used (a child process inherited it by fork)");
     return pool_;
   }
 
@@ -695,6 +705,7 @@ PYBIND11_MODULE(_betterconcurrent, m) {
       .def("shutdown", &PyThreadPoolExecutor::shutdown, py::arg("wait") = true, py::kw_only(),
            py::arg("cancel_futures") = false)
       .def("join", &PyThreadPoolExecutor::join, py::arg("timeout") = py::none())
+      .def("_forget_after_fork", &PyThreadPoolExecutor::forget_after_fork)
       .def_property_readonly("_max_workers", &PyThreadPoolExecutor::max_workers)
       .def_property_readonly("_num_threads", &PyThreadPoolExecutor::num_threads)
       .def_property_readonly("_thread_names", &PyThreadPoolExecutor::thread_names)

@@ -7,6 +7,7 @@ futures.
 """
 
 import atexit
+import os
 import concurrent.futures.thread as _std_thread
 import threading
 import weakref
@@ -17,16 +18,34 @@ from betterconcurrent import _betterconcurrent as _core
 BrokenThreadPool = _std_thread.BrokenThreadPool
 
 # Executors still alive when the interpreter exits are shut down (waiting for their tasks)
-# before Python finalizes, since their workers need the GIL to finish.
+# before Python finalizes, since their workers need the GIL to finish. Like the standard
+# library's pool, this happens when the threading module shuts down, before the atexit
+# functions run; from then on submit() raises RuntimeError.
 _live_executors = weakref.WeakSet()
+_interpreter_shutdown = False
 
 
 def _shutdown_live_executors():
+    global _interpreter_shutdown
+    _interpreter_shutdown = True
     for executor in list(_live_executors):
         executor.shutdown(wait=True)
 
 
-atexit.register(_shutdown_live_executors)
+# threading._register_atexit is the hook the standard library's own thread pool uses (it runs
+# before the atexit functions and before non-daemon threads are joined); atexit is the fallback.
+getattr(threading, '_register_atexit', atexit.register)(_shutdown_live_executors)
+
+
+def _after_fork_in_child():
+    # The child has none of the parent's worker threads: its copies of the executors must not
+    # wait for them (at exit or when collected).
+    for executor in list(_live_executors):
+        executor._forget_after_fork()
+    _live_executors.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _WorkerThread:
@@ -73,6 +92,8 @@ class ThreadPoolExecutor(_core.ThreadPoolExecutor, _base.Executor):
 
     def submit(self, fn, /, *args, **kwargs):
         """Schedules fn(*args, **kwargs) on the pool and returns its Future."""
+        if _interpreter_shutdown:
+            raise RuntimeError('cannot schedule new futures after interpreter shutdown')
         return self._submit(fn, args, kwargs)
 
     map = _core.ThreadPoolExecutor.map
