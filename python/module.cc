@@ -246,6 +246,9 @@ void run_done_callback(const PyRef& fn, const PyRef& future) noexcept {
 // leaving `_condition` / notifying it. A transition the C++ state machine does not have (say
 // FINISHED back to PENDING) raises RuntimeError when it is committed.
 struct PyFuture {
+  PyFuture() = default;  // Python's Future(): a new PENDING future
+  explicit PyFuture(PyFutureHandle handle) : f(std::move(handle)) {}
+
   PyFutureHandle f;
   std::optional<std::string> staged_state;
   py::object staged_result = py::none();
@@ -485,7 +488,7 @@ class PyThreadPoolExecutor {
       py::gil_scoped_release release;
       f.emplace(pool->submit(std::move(call)));
     }
-    return PyFuture{std::move(*f)};  // with the GIL: PyFuture holds Python objects
+    return PyFuture(std::move(*f));  // with the GIL: PyFuture holds Python objects
   }
 
   PyMapIterator map(const py::object& fn, const py::args& iterables, const py::object& timeout,
