@@ -367,13 +367,23 @@ class ThreadPoolTest(unittest.TestCase):
 
     def test_many_tasks_and_callbacks(self):
         counter = []
+        all_called = threading.Event()
+
+        def callback(f):
+            counter.append(f)
+            if len(counter) == 200:
+                all_called.set()
+
         futures = [self.pool.submit(pow, i, 2) for i in range(200)]
         for f in futures:
-            f.add_done_callback(counter.append)
+            f.add_done_callback(callback)
         results = [f.result(timeout=TIMEOUT)
                    for f in betterconcurrent.as_completed(futures, timeout=TIMEOUT)]
         self.assertEqual(sorted(results), sorted(i * i for i in range(200)))
-        self.assertEqual(len(counter), 200)
+        # As in CPython, a future's callbacks run after its waiters were woken: the last ones
+        # may still be running when as_completed() has handed out every future.
+        self.assertTrue(all_called.wait(TIMEOUT))
+        self.assertEqual(sorted(map(id, counter)), sorted(map(id, futures)))
 
 
 if __name__ == '__main__':
