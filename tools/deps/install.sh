@@ -8,9 +8,12 @@ set -euo pipefail
 DEPS_DIR="${BETTERCONCURRENT_DEPS:-/opt/betterconcurrent-deps}"
 # g++ 12 is the compiler (its libasan/libubsan/liblsan/libtsan serve the sanitizer configs);
 # clang-format is for `make format` / `make lint`; libpython3.11-testsuite is CPython's own test
-# suite, which //conformance replays (tools/conformance/cpython_ids.py lists its test ids).
+# suite, which //conformance replays (tools/conformance/cpython_ids.py lists its test ids);
+# python3-dev (Python 3.11's headers) and pybind11-dev (pybind11 2.10, headers only) build the
+# Python extension //python:betterconcurrent, which //python tests with Debian's /usr/bin/python3.
 PACKAGES=(bazel-bootstrap bazel-rules-cc bazel-rules-java bazel-skylib bazel-platforms
-          googletest libbenchmark-dev dpkg-dev python3 libpython3.11-testsuite g++ clang-format)
+          googletest libbenchmark-dev dpkg-dev python3 python3-dev pybind11-dev
+          libpython3.11-testsuite g++ clang-format)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -19,6 +19,10 @@ _GOOGLETEST_DIR = "/usr/src/googletest"
 _BENCHMARK_INCLUDE_DIR = "/usr/include/benchmark"
 _BENCHMARK_LIB_DIR = "/usr/lib/x86_64-linux-gnu"
 _DEFAULT_DEPS_DIR = "/opt/betterconcurrent-deps"
+_PYTHON_INCLUDE_DIR = "/usr/include/python3.11"
+# Debian's pyconfig.h includes <x86_64-linux-gnu/python3.11/pyconfig.h>, relative to this.
+_PYTHON_MULTIARCH_INCLUDE_DIR = "/usr/include/x86_64-linux-gnu/python3.11"
+_PYBIND11_INCLUDE_DIR = "/usr/include/pybind11"
 
 # Files that mark a workspace root; each generated repository gets its own.
 _WORKSPACE_FILES = ["WORKSPACE", "WORKSPACE.bazel", "MODULE.bazel"]
@@ -175,6 +179,32 @@ debian_benchmark_repository = repository_rule(
     doc = "Debian's prebuilt Google Benchmark: headers plus libbenchmark.so / libbenchmark_main.a.",
 )
 
+# --- Python headers and pybind11 (headers only) ----------------------------------------
+
+def _system_headers_impl(ctx):
+    """Symlinks installed header directories into the repository and adds `build_file`."""
+    for src, dest in ctx.attr.directories.items():
+        ctx.symlink(_require(ctx, src, ctx.attr.description), dest)
+    for marker in ctx.attr.marker_files:
+        _require(ctx, marker, ctx.attr.description)
+    ctx.file("BUILD.bazel", ctx.read(ctx.attr.build_file), executable = False)
+    ctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(ctx.name), executable = False)
+
+system_headers_repository = repository_rule(
+    implementation = _system_headers_impl,
+    attrs = {
+        "directories": attr.string_dict(
+            mandatory = True,
+            doc = "Installed directory -> path inside the repository (symlinked).",
+        ),
+        "description": attr.string(mandatory = True),
+        "marker_files": attr.string_list(doc = "Absolute paths that must exist."),
+        "build_file": attr.label(mandatory = True, allow_single_file = True),
+    },
+    local = True,
+    doc = "Installed headers (no library to link) as a repository with a cc_library.",
+)
+
 # --- remote_coverage_tools stub -----------------------------------------------------------
 
 _COVERAGE_STUB_BUILD = """\
@@ -260,5 +290,24 @@ def betterconcurrent_dependencies():
         debian_benchmark_repository,
         "com_github_google_benchmark",
         build_file = Label("//tools/deps:benchmark.BUILD"),
+    )
+    _declare(
+        system_headers_repository,
+        "python_headers",
+        directories = {
+            _PYTHON_INCLUDE_DIR: "include",
+            _PYTHON_MULTIARCH_INCLUDE_DIR: "multiarch/x86_64-linux-gnu/python3.11",
+        },
+        description = "Python 3.11 headers (Debian package python3-dev)",
+        marker_files = [_PYTHON_INCLUDE_DIR + "/Python.h", _PYTHON_MULTIARCH_INCLUDE_DIR + "/pyconfig.h"],
+        build_file = Label("//tools/deps:python_headers.BUILD"),
+    )
+    _declare(
+        system_headers_repository,
+        "pybind11",
+        directories = {_PYBIND11_INCLUDE_DIR: "include/pybind11"},
+        description = "pybind11 headers (Debian package pybind11-dev)",
+        marker_files = [_PYBIND11_INCLUDE_DIR + "/pybind11.h"],
+        build_file = Label("//tools/deps:pybind11.BUILD"),
     )
     _declare(coverage_tools_stub_repository, "remote_coverage_tools")

@@ -1,0 +1,716 @@
+// _betterconcurrent: the C++ port exposed to Python. The package python/betterconcurrent wraps
+// it under concurrent.futures' names.
+//
+// GIL rules, which every function below follows:
+//   - No C++ wait happens with the GIL held: result(), exception(), wait(), as_completed(),
+//     map()'s iteration, shutdown(), join() and submit() release it first.
+//   - Python objects are touched only with the GIL held. Objects that C++ carries (results,
+//     exceptions, callables, arguments) are PyRefs, which take the GIL when they are copied or
+//     destroyed on whatever thread that happens.
+//   - Worker threads take the GIL only while they run Python code (a task, a done callback, the
+//     initializer, a log record).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "executor/thread_pool_executor.h"
+#include "future/exceptions.h"
+#include "future/future.h"
+#include "future/log.h"
+#include "future/wait.h"
+#include "python/py_ref.h"
+
+namespace py = pybind11;
+
+namespace betterconcurrent::python {
+namespace {
+
+using PyFutureHandle = Future<PyRef>;
+
+// The Python classes that C++ exceptions become. Set once at import; never released (they live
+// as long as the interpreter).
+struct Classes {
+  PyObject* error = nullptr;               // concurrent.futures.Error
+  PyObject* cancelled = nullptr;           // concurrent.futures.CancelledError
+  PyObject* invalid_state = nullptr;       // concurrent.futures.InvalidStateError
+  PyObject* broken_executor = nullptr;     // concurrent.futures.BrokenExecutor
+  PyObject* broken_thread_pool = nullptr;  // concurrent.futures.thread.BrokenThreadPool
+  PyObject* unobserved = nullptr;          // betterconcurrent.UnobservedTaskErrors
+  PyObject* done_and_not_done = nullptr;   // concurrent.futures.DoneAndNotDoneFutures
+};
+Classes classes;
+
+// Calls cls(message), or cls() for an empty message. Returns a new reference, or null with a
+// Python error set.
+PyObject* make_exception(PyObject* cls, const std::string& message) {
+  if (message.empty()) return PyObject_CallNoArgs(cls);
+  return PyObject_CallFunction(cls, "s", message.c_str());
+}
+
+// The Python exception object for an exception that C++ carries: the very object for a PyError,
+// an instance of the matching concurrent.futures class for the port's exceptions. The GIL is
+// held. Throws py::error_already_set if making the object fails.
+py::object exception_object(const std::exception_ptr& e) {
+  PyObject* made = nullptr;
+  try {
+    std::rethrow_exception(e);
+  } catch (const PyError& error) {
+    return py::reinterpret_borrow<py::object>(error.exception().get());
+  } catch (const CancelledError&) {
+    made = make_exception(classes.cancelled, "");
+  } catch (const InvalidStateError& error) {
+    made = make_exception(classes.invalid_state, error.what());
+  } catch (const UnobservedTaskErrors& error) {
+    made = make_exception(classes.unobserved, error.what());
+    if (made != nullptr) {
+      py::list exceptions;
+      for (const std::exception_ptr& each : error.exceptions()) {
+        exceptions.append(exception_object(each));
+      }
+      if (PyObject_SetAttrString(made, "exceptions", exceptions.ptr()) != 0) Py_CLEAR(made);
+    }
+  } catch (const Error& error) {
+    made = make_exception(classes.error, error.what());
+  } catch (const TimeoutError& error) {
+    // Python raises TimeoutError() without a message where the port says "timed out".
+    const std::string message = error.what();
+    made = make_exception(PyExc_TimeoutError, message == "timed out" ? "" : message);
+  } catch (const BrokenThreadPool& error) {
+    made = make_exception(classes.broken_thread_pool, error.what());
+  } catch (const BrokenExecutor& error) {
+    made = make_exception(classes.broken_executor, error.what());
+  } catch (const std::invalid_argument& error) {
+    made = make_exception(PyExc_ValueError, error.what());
+  } catch (const std::bad_alloc&) {
+    made = make_exception(PyExc_MemoryError, "");
+  } catch (const std::exception& error) {
+    made = make_exception(PyExc_RuntimeError, error.what());
+  } catch (...) {
+    made = make_exception(PyExc_SystemError, "unknown C++ exception");
+  }
+  if (made == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(made);
+}
+
+// Raises `e` (a Python exception object) in this thread.
+void set_python_error(const py::object& e) {
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(e.ptr())), e.ptr());
+}
+
+// pybind11's translator for the port's exceptions and for carried Python exceptions. Anything
+// else goes on to pybind11's own translators (std::runtime_error -> RuntimeError, ...).
+void translate(std::exception_ptr p) {
+  if (!p) return;
+  try {
+    std::rethrow_exception(p);
+  } catch (const PyError& error) {
+    error.restore();
+  } catch (const Error&) {
+    set_python_error(exception_object(p));
+  } catch (const TimeoutError&) {
+    set_python_error(exception_object(p));
+  } catch (const BrokenExecutor&) {
+    set_python_error(exception_object(p));
+  }
+}
+
+// Python's timeout argument: None waits forever, a number is seconds.
+Timeout to_timeout(const py::object& timeout) {
+  if (timeout.is_none()) return std::nullopt;
+  return std::chrono::duration<double>(timeout.cast<double>());
+}
+
+const char* state_name(FutureState s) {
+  switch (s) {
+    case FutureState::kPending:
+      return "PENDING";
+    case FutureState::kRunning:
+      return "RUNNING";
+    case FutureState::kCancelled:
+      return "CANCELLED";
+    case FutureState::kCancelledAndNotified:
+      return "CANCELLED_AND_NOTIFIED";
+    case FutureState::kFinished:
+      return "FINISHED";
+  }
+  return "PENDING";
+}
+
+const char* state_description(FutureState s) {
+  switch (s) {
+    case FutureState::kPending:
+      return "pending";
+    case FutureState::kRunning:
+      return "running";
+    case FutureState::kCancelled:
+    case FutureState::kCancelledAndNotified:
+      return "cancelled";
+    case FutureState::kFinished:
+      return "finished";
+  }
+  return "pending";
+}
+
+// Sends a record to logging.getLogger("concurrent.futures"). `exc_info` may be None.
+void log_to_python(int level, const char* message, const py::object& argument,
+                   const py::object& exc_info) {
+  py::object logger = py::module_::import("logging").attr("getLogger")("concurrent.futures");
+  if (argument.is_none()) {
+    logger.attr("log")(level, message, py::arg("exc_info") = exc_info);
+  } else {
+    logger.attr("log")(level, message, argument, py::arg("exc_info") = exc_info);
+  }
+}
+
+// The port's log handler: records go to Python's logging. Runs on any thread; never throws.
+void log_handler(const LogRecord& record) {
+  if (!may_take_gil()) return;
+  Gil gil;
+  PyObject* type = nullptr;
+  PyObject* value = nullptr;
+  PyObject* traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);  // keep whatever error this thread has
+  try {
+    py::object exc_info =
+        record.exception ? exception_object(record.exception) : py::object(py::none());
+    const int level = record.level == LogLevel::kCritical ? 50 : 40;  // logging.CRITICAL, ERROR
+    log_to_python(level, record.message.c_str(), py::none(), exc_info);
+  } catch (...) {
+    // Logging itself failed; there is nobody to tell.
+  }
+  PyErr_Restore(type, value, traceback);
+}
+
+// A Python callable and its arguments, run by a worker thread with the GIL taken.
+class PyCall {
+ public:
+  PyCall(PyRef fn, PyRef args, PyRef kwargs)
+      : fn_(std::move(fn)), args_(std::move(args)), kwargs_(std::move(kwargs)) {}
+
+  PyRef operator()() {
+    Gil gil;
+    PyObject* result = PyObject_Call(fn_.get(), args_.get(), kwargs_.get());
+    std::optional<PyError> error;
+    if (result == nullptr) error.emplace(PyError::fetch());
+    // Like CPython's worker, the callable and its arguments die with the run.
+    fn_.reset();
+    args_.reset();
+    kwargs_.reset();
+    if (error) throw std::move(*error);
+    return PyRef::steal(result);
+  }
+
+ private:
+  PyRef fn_;
+  PyRef args_;
+  PyRef kwargs_;
+};
+
+// Runs a done callback `fn(future)`. Logs what it raises, as Python's Future does.
+void run_done_callback(const PyRef& fn, const PyRef& future) noexcept {
+  if (!may_take_gil()) return;
+  Gil gil;
+  PyObject* result = PyObject_CallOneArg(fn.get(), future.get());
+  if (result != nullptr) {
+    Py_DECREF(result);
+    return;
+  }
+  PyError error = PyError::fetch();
+  try {
+    log_to_python(40, "exception calling callback for %r",
+                  py::reinterpret_borrow<py::object>(future.get()),
+                  py::reinterpret_borrow<py::object>(error.exception().get()));
+  } catch (const py::error_already_set&) {
+  }
+  PyErr_Clear();
+}
+
+// betterconcurrent.Future: a C++ Future<PyRef>.
+//
+// CPython's Future keeps its state in plain attributes, and code (CPython's own test suite among
+// it) builds futures in a chosen state by assigning them: `f._state = FINISHED`, then
+// `f._exception = ...` and `f._result = ...`, possibly inside `with f._condition:` followed by
+// `f._condition.notify_all()`. Here those assignments are staged, and committed to the C++
+// future through its own transitions (set_running_or_notify_cancel, cancel, set_result,
+// set_exception) the next time the future is used: by any method, by reading `_state`, or by
+// leaving `_condition` / notifying it. A transition the C++ state machine does not have (say
+// FINISHED back to PENDING) raises RuntimeError when it is committed.
+struct PyFuture {
+  PyFuture() = default;  // Python's Future(): a new PENDING future
+  explicit PyFuture(PyFutureHandle handle) : f(std::move(handle)) {}
+
+  PyFutureHandle f;
+  std::optional<std::string> staged_state;
+  py::object staged_result = py::none();
+  py::object staged_exception = py::none();
+
+  // Applies the staged assignments, then returns the handle. The GIL is held.
+  const PyFutureHandle& committed();
+};
+
+const PyFutureHandle& PyFuture::committed() {
+  if (!staged_state) return f;
+  const std::string target = std::move(*staged_state);
+  staged_state.reset();
+  const py::object result = std::exchange(staged_result, py::none());
+  const py::object exception = std::exchange(staged_exception, py::none());
+  const std::string current = state_name(f.state());
+  if (target == current) return f;
+  const bool pending = current == "PENDING";
+  if (target == "RUNNING" && pending) {
+    f.set_running_or_notify_cancel();
+  } else if (target == "CANCELLED" && pending) {
+    f.cancel();
+  } else if (target == "CANCELLED_AND_NOTIFIED" && (pending || current == "CANCELLED")) {
+    f.cancel();
+    f.set_running_or_notify_cancel();
+  } else if (target == "FINISHED" && (pending || current == "RUNNING")) {
+    if (!exception.is_none()) {
+      f.set_exception(std::make_exception_ptr(PyError(PyRef::borrow(exception.ptr()))));
+    } else {
+      f.set_result(PyRef::borrow(result.ptr()));
+    }
+  } else {
+    throw std::runtime_error("betterconcurrent.Future: the C++ future cannot move from " + current +
+                             " to " + target);
+  }
+  return f;
+}
+
+const PyFutureHandle& handle_of(const py::handle& o) { return o.cast<PyFuture&>().committed(); }
+
+// What `_condition` returns: committing staged assignments on exit and on notify. It is not a
+// lock (the C++ future has its own); it exists for code that sets the private attributes.
+class PyFutureCondition {
+ public:
+  explicit PyFutureCondition(py::object future) : future_(std::move(future)) {}
+  void commit() const { handle_of(future_); }
+
+ private:
+  py::object future_;
+};
+
+py::str future_repr(const py::object& self) {
+  const PyFutureHandle& f = handle_of(self);
+  const FutureState s = f.state();
+  std::string text = "<" + py::str(py::type::of(self).attr("__name__")).cast<std::string>() +
+                     " at " +
+                     py::str(py::module_::import("builtins")
+                                 .attr("hex")(py::module_::import("builtins").attr("id")(self)))
+                         .cast<std::string>() +
+                     " state=" + state_description(s);
+  if (s == FutureState::kFinished) {
+    const detail::StateBase& base = f.state_base();
+    if (const std::exception_ptr& e = base.stored_exception()) {
+      text += " raised ";
+      text += _PyType_Name(Py_TYPE(exception_object(e).ptr()));
+    } else {
+      const auto& typed = static_cast<const detail::State<PyRef>&>(base);
+      text += " returned ";
+      text += _PyType_Name(Py_TYPE(typed.value().get()));
+    }
+  }
+  return py::str(text + ">");
+}
+
+// Python's InvalidStateError for set_result()/set_exception() on a done future:
+// "FINISHED: <Future at 0x... state=finished returned int>".
+[[noreturn]] void raise_already_done(const py::object& self) {
+  const PyFutureHandle& f = handle_of(self);
+  const std::string message =
+      std::string(state_name(f.state())) + ": " + future_repr(self).cast<std::string>();
+  PyObject* e = make_exception(classes.invalid_state, message);
+  if (e != nullptr) {
+    set_python_error(py::reinterpret_steal<py::object>(e));
+  }
+  throw py::error_already_set();
+}
+
+// wait() and as_completed() take Python futures and must hand back the same objects: this maps
+// each distinct future's state to its first Python object.
+struct FutureSet {
+  explicit FutureSet(const py::iterable& fs) {
+    for (py::handle o : fs) {
+      const PyFutureHandle& f = handle_of(o);
+      if (objects.emplace(&f.state_base(), py::reinterpret_borrow<py::object>(o)).second) {
+        handles.push_back(f);
+      }
+    }
+  }
+  py::object object_of(const AnyFuture& f) const { return objects.at(&f.state_base()); }
+
+  std::vector<PyFutureHandle> handles;
+  std::unordered_map<const detail::StateBase*, py::object> objects;
+};
+
+ReturnWhen to_return_when(const std::string& s) {
+  if (s == "FIRST_COMPLETED") return FIRST_COMPLETED;
+  if (s == "FIRST_EXCEPTION") return FIRST_EXCEPTION;
+  if (s == "ALL_COMPLETED") return ALL_COMPLETED;
+  throw py::value_error("Invalid return condition: " + s);
+}
+
+py::object py_wait(const py::iterable& fs, const py::object& timeout,
+                   const std::string& return_when) {
+  FutureSet set(fs);
+  const Timeout t = to_timeout(timeout);
+  const ReturnWhen when = to_return_when(return_when);
+  DoneAndNotDoneFutures<PyFutureHandle> result;
+  {
+    py::gil_scoped_release release;
+    result = wait(set.handles, t, when);
+  }
+  py::set done;
+  py::set not_done;
+  for (const PyFutureHandle& f : result.done) done.add(set.object_of(f));
+  for (const PyFutureHandle& f : result.not_done) not_done.add(set.object_of(f));
+  return py::reinterpret_borrow<py::object>(classes.done_and_not_done)(done, not_done);
+}
+
+// The iterator of as_completed(): the C++ range, started by the first next().
+class PyAsCompleted {
+ public:
+  PyAsCompleted(const py::iterable& fs, const py::object& timeout)
+      : set_(fs),
+        range_(std::make_unique<AsCompleted<PyFutureHandle>>(set_.handles, to_timeout(timeout))) {
+    set_.handles.clear();  // the range holds the futures not handed out yet
+  }
+
+  py::object next() {
+    if (!range_) throw py::stop_iteration();
+    try {
+      py::gil_scoped_release release;
+      if (it_) {
+        ++*it_;
+      } else {
+        it_.emplace(range_->begin());
+      }
+    } catch (...) {
+      finish();  // like a generator that raised: exhausted from now on
+      throw;
+    }
+    if (*it_ == std::default_sentinel) {
+      finish();
+      throw py::stop_iteration();
+    }
+    // Hand the object out and forget it, as Python's generator does (issue 14406).
+    auto node = set_.objects.extract(&(**it_).state_base());
+    return std::move(node.mapped());
+  }
+
+ private:
+  void finish() {
+    it_.reset();
+    range_.reset();
+    set_.objects.clear();
+  }
+
+  FutureSet set_;
+  std::unique_ptr<AsCompleted<PyFutureHandle>> range_;
+  std::optional<AsCompleted<PyFutureHandle>::iterator> it_;
+};
+
+// The iterator of Executor.map(): the C++ MapResults.
+class PyMapIterator {
+ public:
+  explicit PyMapIterator(std::unique_ptr<MapResults<PyRef>> results)
+      : results_(std::move(results)), it_(results_->begin()) {}
+
+  py::object next() {
+    if (!results_ || it_ == std::default_sentinel) {
+      results_.reset();
+      throw py::stop_iteration();
+    }
+    PyRef value;
+    try {
+      py::gil_scoped_release release;
+      value = *it_;
+      ++it_;
+    } catch (...) {
+      results_.reset();  // cancels the futures not reached, as the generator's `finally`
+      throw;
+    }
+    return py::reinterpret_steal<py::object>(value.new_reference());
+  }
+
+  // The generator's close(): cancels the futures not reached (if the iteration started).
+  void close() { results_.reset(); }
+
+ private:
+  std::unique_ptr<MapResults<PyRef>> results_;
+  MapResults<PyRef>::iterator it_;
+};
+
+// betterconcurrent.ThreadPoolExecutor: the C++ pool.
+class PyThreadPoolExecutor {
+ public:
+  PyThreadPoolExecutor(const py::object& max_workers, const std::string& thread_name_prefix,
+                       const py::object& initializer, const py::tuple& initargs) {
+    if (!initializer.is_none() && !PyCallable_Check(initializer.ptr())) {
+      throw py::type_error("initializer must be a callable");
+    }
+    ThreadPoolExecutor::Options options;
+    if (!max_workers.is_none()) options.max_workers = max_workers.cast<int>();
+    options.thread_name_prefix = thread_name_prefix;
+    if (!initializer.is_none()) {
+      options.initializer = [call =
+                                 std::make_shared<PyCall>(PyRef::borrow(initializer.ptr()),
+                                                          PyRef::borrow(initargs.ptr()), PyRef())] {
+        // The initializer runs once per thread: a copy of the call, so each run has its own.
+        PyCall run = *call;
+        run();
+      };
+    }
+    pool_ = ThreadPoolExecutor::create(std::move(options));
+  }
+
+  ~PyThreadPoolExecutor() {
+    py::gil_scoped_release release;
+    pool_.reset();  // shutdown(wait=True), which waits for the tasks (they need the GIL)
+  }
+
+  PyFuture submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs) {
+    PyCall call(PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()),
+                kwargs.empty() ? PyRef() : PyRef::borrow(kwargs.ptr()));
+    std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
+    std::optional<PyFutureHandle> f;
+    {
+      py::gil_scoped_release release;
+      f.emplace(pool->submit(std::move(call)));
+    }
+    return PyFuture(std::move(*f));  // with the GIL: PyFuture holds Python objects
+  }
+
+  PyMapIterator map(const py::object& fn, const py::args& iterables, const py::object& timeout,
+                    int chunksize) {
+    if (chunksize < 1) throw py::value_error("chunksize must be >= 1.");
+    const detail::Deadline deadline = detail::Deadline::after(to_timeout(timeout));
+    std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
+    std::vector<PyFutureHandle> futures;
+    py::object zipped = py::module_::import("builtins").attr("zip")(*iterables);
+    for (py::handle args : zipped) {
+      PyCall call(PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()), PyRef());
+      py::gil_scoped_release release;
+      futures.push_back(pool->submit(std::move(call)));
+    }
+    return PyMapIterator(std::make_unique<MapResults<PyRef>>(std::move(futures), deadline));
+  }
+
+  void shutdown(bool wait, bool cancel_futures) {
+    std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
+    py::gil_scoped_release release;
+    pool->shutdown(wait, cancel_futures);
+  }
+
+  void join(const py::object& timeout) {
+    const Timeout t = to_timeout(timeout);
+    std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
+    py::gil_scoped_release release;
+    pool->join(t);
+  }
+
+  // In a child made by fork(), only the forking thread exists: the pool's workers, and any lock
+  // they held, are gone. The child must never wait for them, so it drops the pool without
+  // destroying it (a deliberate leak in the child; CPython's child similarly abandons its
+  // copy of the pool's threads).
+  void forget_after_fork() noexcept {
+    if (pool_) new std::shared_ptr<ThreadPoolExecutor>(std::move(pool_));
+  }
+
+  std::size_t max_workers() const { return checked_pool()->max_workers(); }
+  std::size_t num_threads() const { return checked_pool()->num_threads(); }
+  std::vector<std::string> thread_names() const { return checked_pool()->thread_names(); }
+  py::object broken() const {
+    std::string why = checked_pool()->broken();
+    if (why.empty()) return py::bool_(false);
+    return py::str(why);
+  }
+
+ private:
+  std::shared_ptr<ThreadPoolExecutor> checked_pool() const {
+    if (!pool_)
+      throw std::runtime_error(
+          "this executor cannot be used (a child process inherited it by fork)");
+    return pool_;
+  }
+
+  std::shared_ptr<ThreadPoolExecutor> pool_;
+};
+
+PyObject* import_attr(const char* module, const char* name) {
+  py::object value = py::module_::import(module).attr(name);
+  return value.release().ptr();
+}
+
+}  // namespace
+}  // namespace betterconcurrent::python
+
+PYBIND11_MODULE(_betterconcurrent, m) {
+  using namespace betterconcurrent;
+  using namespace betterconcurrent::python;
+
+  m.doc() = "betterconcurrent's C++ core (use the betterconcurrent package instead)";
+
+  // The stdlib's own exception classes, so that `except concurrent.futures.CancelledError`
+  // catches ours. Imported before anything can substitute concurrent.futures.
+  classes.error = import_attr("concurrent.futures._base", "Error");
+  classes.cancelled = import_attr("concurrent.futures._base", "CancelledError");
+  classes.invalid_state = import_attr("concurrent.futures._base", "InvalidStateError");
+  classes.broken_executor = import_attr("concurrent.futures._base", "BrokenExecutor");
+  classes.broken_thread_pool = import_attr("concurrent.futures.thread", "BrokenThreadPool");
+  classes.done_and_not_done = import_attr("concurrent.futures._base", "DoneAndNotDoneFutures");
+  classes.unobserved = PyErr_NewExceptionWithDoc(
+      "betterconcurrent.UnobservedTaskErrors",
+      "Raised by join(): tasks failed and nobody observed their futures. `exceptions` lists "
+      "them, in the order the tasks ended.",
+      classes.error, nullptr);
+  if (classes.unobserved == nullptr) throw py::error_already_set();
+  m.attr("UnobservedTaskErrors") = py::handle(classes.unobserved);
+
+  py::register_exception_translator(&translate);
+  set_log_handler(&log_handler);
+
+  py::class_<PyFuture>(m, "Future", py::dynamic_attr())
+      .def(py::init<>())
+      .def("cancel", [](PyFuture& self) { return self.committed().cancel(); })
+      .def("cancelled", [](PyFuture& self) { return self.committed().cancelled(); })
+      .def("running", [](PyFuture& self) { return self.committed().running(); })
+      .def("done", [](PyFuture& self) { return self.committed().done(); })
+      .def(
+          "result",
+          [](PyFuture& self, const py::object& timeout) {
+            const Timeout t = to_timeout(timeout);
+            const PyFutureHandle& f = self.committed();
+            const PyRef* value;
+            {
+              py::gil_scoped_release release;
+              value = &f.result(t);
+            }
+            return py::reinterpret_borrow<py::object>(value->get());
+          },
+          py::arg("timeout") = py::none())
+      .def(
+          "exception",
+          [](PyFuture& self, const py::object& timeout) {
+            const Timeout t = to_timeout(timeout);
+            const PyFutureHandle& f = self.committed();
+            std::exception_ptr e;
+            {
+              py::gil_scoped_release release;
+              e = f.exception(t);
+            }
+            return e ? exception_object(e) : py::object(py::none());
+          },
+          py::arg("timeout") = py::none())
+      .def("add_done_callback",
+           [](const py::object& self, const py::object& fn) {
+             handle_of(self).add_done_callback(
+                 [fn = PyRef::borrow(fn.ptr()), future = PyRef::borrow(self.ptr())](
+                     const PyFutureHandle&) { run_done_callback(fn, future); });
+           })
+      .def("set_running_or_notify_cancel",
+           [](PyFuture& self) { return self.committed().set_running_or_notify_cancel(); })
+      .def("set_result",
+           [](const py::object& self, const py::object& result) {
+             const PyFutureHandle& f = handle_of(self);
+             if (f.done()) raise_already_done(self);
+             f.set_result(PyRef::borrow(result.ptr()));
+           })
+      .def("set_exception",
+           [](const py::object& self, const py::object& exception) {
+             const PyFutureHandle& f = handle_of(self);
+             if (f.done()) raise_already_done(self);
+             f.set_exception(std::make_exception_ptr(PyError(PyRef::borrow(exception.ptr()))));
+           })
+      .def_property(
+          "_state", [](PyFuture& self) { return state_name(self.committed().state()); },
+          [](PyFuture& self, const std::string& state) {
+            static const std::set<std::string> kStates = {"PENDING", "RUNNING", "CANCELLED",
+                                                          "CANCELLED_AND_NOTIFIED", "FINISHED"};
+            if (kStates.count(state) == 0) throw py::value_error("not a future state: " + state);
+            self.staged_state = state;
+          })
+      .def_property(
+          "_result",
+          [](PyFuture& self) -> py::object {
+            if (self.staged_state) return self.staged_result;
+            const detail::StateBase& base = self.f.state_base();
+            if (self.f.state() != FutureState::kFinished || base.stored_exception()) {
+              return py::none();
+            }
+            const auto& typed = static_cast<const detail::State<PyRef>&>(base);
+            return py::reinterpret_borrow<py::object>(typed.value().get());
+          },
+          [](PyFuture& self, py::object result) { self.staged_result = std::move(result); })
+      .def_property(
+          "_exception",
+          [](PyFuture& self) -> py::object {
+            if (self.staged_state) return self.staged_exception;
+            if (self.f.state() != FutureState::kFinished) return py::none();
+            const std::exception_ptr& e = self.f.state_base().stored_exception();
+            return e ? exception_object(e) : py::object(py::none());
+          },
+          [](PyFuture& self, py::object exception) {
+            self.staged_exception = std::move(exception);
+          })
+      .def_property_readonly("_condition",
+                             [](const py::object& self) { return PyFutureCondition(self); })
+      .def("__repr__", &future_repr);
+
+  py::class_<PyFutureCondition>(m, "_FutureCondition")
+      .def("__enter__", [](const py::object& self) { return self; })
+      .def("__exit__",
+           [](const PyFutureCondition& self, const py::args&) {
+             self.commit();
+             return false;
+           })
+      .def("notify_all", &PyFutureCondition::commit)
+      .def(
+          "notify", [](const PyFutureCondition& self, int) { self.commit(); }, py::arg("n") = 1)
+      .def("acquire", [](const PyFutureCondition&, const py::args&) { return true; })
+      .def("release", [](const PyFutureCondition&) {});
+
+  py::class_<PyAsCompleted>(m, "_AsCompletedIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &PyAsCompleted::next);
+  py::class_<PyMapIterator>(m, "_MapIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &PyMapIterator::next)
+      .def("close", &PyMapIterator::close);
+
+  m.def("wait", &py_wait, py::arg("fs"), py::arg("timeout") = py::none(),
+        py::arg("return_when") = "ALL_COMPLETED");
+  m.def(
+      "as_completed",
+      [](const py::iterable& fs, const py::object& timeout) { return PyAsCompleted(fs, timeout); },
+      py::arg("fs"), py::arg("timeout") = py::none());
+
+  py::class_<PyThreadPoolExecutor>(m, "ThreadPoolExecutor", py::dynamic_attr())
+      .def(py::init<const py::object&, const std::string&, const py::object&, const py::tuple&>(),
+           py::arg("max_workers") = py::none(), py::arg("thread_name_prefix") = "",
+           py::arg("initializer") = py::none(), py::arg("initargs") = py::tuple())
+      // thread.py gives it Python's signature, submit(fn, /, *args, **kwargs): pybind11 cannot
+      // pass keyword arguments named like its positional-only ones (`self=`, `fn=`) to **kwargs.
+      .def("_submit", &PyThreadPoolExecutor::submit, py::arg("fn"), py::arg("args"),
+           py::arg("kwargs"))
+      .def("map", &PyThreadPoolExecutor::map, py::arg("fn"), py::kw_only(),
+           py::arg("timeout") = py::none(), py::arg("chunksize") = 1)
+      .def("shutdown", &PyThreadPoolExecutor::shutdown, py::arg("wait") = true, py::kw_only(),
+           py::arg("cancel_futures") = false)
+      .def("join", &PyThreadPoolExecutor::join, py::arg("timeout") = py::none())
+      .def("_forget_after_fork", &PyThreadPoolExecutor::forget_after_fork)
+      .def_property_readonly("_max_workers", &PyThreadPoolExecutor::max_workers)
+      .def_property_readonly("_num_threads", &PyThreadPoolExecutor::num_threads)
+      .def_property_readonly("_thread_names", &PyThreadPoolExecutor::thread_names)
+      .def_property_readonly("_broken", &PyThreadPoolExecutor::broken);
+}
