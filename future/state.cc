@@ -32,38 +32,6 @@ constexpr int kPollsBeforeBlocking = 1000;
 
 thread_local StateBase* tls_current_task = nullptr;
 
-const char* state_name(FutureState s) noexcept {
-  switch (s) {
-    case FutureState::kPending:
-      return "PENDING";
-    case FutureState::kRunning:
-      return "RUNNING";
-    case FutureState::kCancelled:
-      return "CANCELLED";
-    case FutureState::kCancelledAndNotified:
-      return "CANCELLED_AND_NOTIFIED";
-    case FutureState::kFinished:
-      return "FINISHED";
-  }
-  return "UNKNOWN";
-}
-
-// Python's _STATE_TO_DESCRIPTION_MAP.
-const char* state_description(FutureState s) noexcept {
-  switch (s) {
-    case FutureState::kPending:
-      return "pending";
-    case FutureState::kRunning:
-      return "running";
-    case FutureState::kCancelled:
-    case FutureState::kCancelledAndNotified:
-      return "cancelled";
-    case FutureState::kFinished:
-      return "finished";
-  }
-  return "unknown";
-}
-
 // The demangled name of `type` ("int", "std::system_error"). Throws std::bad_alloc if the
 // demangler runs out of memory.
 std::string demangled_name(const std::type_info& type) {
@@ -122,6 +90,37 @@ struct BlockingWaiter : WaitNode {
 };
 
 }  // namespace
+
+const char* state_name(FutureState s) noexcept {
+  switch (s) {
+    case FutureState::kPending:
+      return "PENDING";
+    case FutureState::kRunning:
+      return "RUNNING";
+    case FutureState::kCancelled:
+      return "CANCELLED";
+    case FutureState::kCancelledAndNotified:
+      return "CANCELLED_AND_NOTIFIED";
+    case FutureState::kFinished:
+      return "FINISHED";
+  }
+  return "UNKNOWN";
+}
+
+const char* state_description(FutureState s) noexcept {
+  switch (s) {
+    case FutureState::kPending:
+      return "pending";
+    case FutureState::kRunning:
+      return "running";
+    case FutureState::kCancelled:
+    case FutureState::kCancelledAndNotified:
+      return "cancelled";
+    case FutureState::kFinished:
+      return "finished";
+  }
+  return "unknown";
+}
 
 Deadline Deadline::after(const Timeout& timeout) noexcept {
   Deadline d;

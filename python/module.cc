@@ -130,36 +130,8 @@ Timeout to_timeout(const py::object& timeout) {
   return std::chrono::duration<double>(timeout.cast<double>());
 }
 
-const char* state_name(FutureState s) {
-  switch (s) {
-    case FutureState::kPending:
-      return "PENDING";
-    case FutureState::kRunning:
-      return "RUNNING";
-    case FutureState::kCancelled:
-      return "CANCELLED";
-    case FutureState::kCancelledAndNotified:
-      return "CANCELLED_AND_NOTIFIED";
-    case FutureState::kFinished:
-      return "FINISHED";
-  }
-  return "PENDING";
-}
-
-const char* state_description(FutureState s) {
-  switch (s) {
-    case FutureState::kPending:
-      return "pending";
-    case FutureState::kRunning:
-      return "running";
-    case FutureState::kCancelled:
-    case FutureState::kCancelledAndNotified:
-      return "cancelled";
-    case FutureState::kFinished:
-      return "finished";
-  }
-  return "pending";
-}
+using detail::state_description;
+using detail::state_name;
 
 // Sends a record to logging.getLogger("concurrent.futures"). `exc_info` may be None.
 void log_to_python(int level, const char* message, const py::object& argument,

@@ -266,6 +266,13 @@ class State<void> : public StateBase {
   void destroy() noexcept override { delete this; }
 };
 
+// Python's name of a state ("PENDING", ..., "CANCELLED_AND_NOTIFIED"), as `_state` holds it.
+// Nothrow.
+const char* state_name(FutureState s) noexcept;
+// The state as Python's repr() describes it (_STATE_TO_DESCRIPTION_MAP): "pending", "running",
+// "cancelled" (both cancelled states) or "finished". Nothrow.
+const char* state_description(FutureState s) noexcept;
+
 // Python's repr(future), e.g. "<Future at 0x55d0c3a0 state=finished returned int>": the
 // state's address, its state in lower case ("cancelled" for both cancelled states), and for a
 // FINISHED state the demangled type of the stored exception ("raised std::system_error") or of
