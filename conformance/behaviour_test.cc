@@ -1952,8 +1952,10 @@ std::string last_reference_dies_while_a_worker_is_starting() {
   };
   auto pool = ThreadPoolExecutor::create(std::move(options));
   Blocker running(*pool);  // starts the first worker and keeps it busy
-  // No worker is idle, so this starts the second one, which stops in its initializer. The
-  // dropper goes as soon as it runs, and its reference is the last one by then.
+  // No worker is idle, so this starts the second one and hands it this task; that worker stops
+  // in its initializer. The next two wait in the queue for the first worker. The dropper goes
+  // as soon as it runs, and its reference is the last one by then.
+  auto handed = pool->submit([] { return 2; });
   Future<void> go;
   go.set_result();
   auto dropper = submit_dropper(pool, go);
@@ -1966,6 +1968,7 @@ std::string last_reference_dies_while_a_worker_is_starting() {
   std::string problems;
   if (threads != 2) problems += "expected 2 threads, got " + std::to_string(threads) + "; ";
   if (queued.result(kLongTimeout) != 3) problems += "the queued task went wrong; ";
+  if (handed.result(kLongTimeout) != 2) problems += "the starting worker's task went wrong; ";
   if (!census->wait_exited(threads)) problems += "the detached threads did not finish; ";
   return problems;
 }

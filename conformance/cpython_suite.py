@@ -20,10 +20,14 @@ python3 wrapper as sys.executable that substitutes and checks there too (child_i
 Each case is bounded: if one runs longer than PER_TEST_TIMEOUT seconds, every thread's stack is
 dumped and the process exits with an error.
 
-Usage: cpython_suite.py EXCLUSIONS_FILE
+The README states how many cases run, how many are excluded and how many pass (README_COUNTS);
+the runner fails if that sentence is not what it measured.
+
+Usage: cpython_suite.py EXCLUSIONS_FILE README
 """
 
 import faulthandler
+import re
 import sys
 import unittest
 
@@ -38,6 +42,11 @@ SELECTED_CLASSES = (
     'ThreadPoolShutdownTest',
     'ThreadPoolWaitTests',
 )
+
+# The README sentence that states the counts; the runner keeps it true.
+README_COUNTS = re.compile(
+    r"CPython's own suite runs (\d+) of its cases against the Python package, (\d+) excluded;\s+"
+    r"(\d+) pass")
 
 
 def substitute():
@@ -175,8 +184,8 @@ class BoundedResult(unittest.TextTestResult):
 
 
 def main(argv):
-    if len(argv) != 2:
-        fail('usage: cpython_suite.py EXCLUSIONS_FILE')
+    if len(argv) != 3:
+        fail('usage: cpython_suite.py EXCLUSIONS_FILE README')
     exclusions = read_exclusions(argv[1])
 
     modules = substitute()
@@ -206,7 +215,22 @@ def main(argv):
     print('cpython_suite: %d selected, %d passed, %d failed, %d errors, %d skipped (%d excluded)'
           % (result.testsRun, passed, len(result.failures), len(result.errors),
              len(result.skipped), len(exclusions)))
-    return 0 if result.wasSuccessful() else 1
+    return 0 if result.wasSuccessful() and readme_agrees(argv[2], result, passed) else 1
+
+
+def readme_agrees(readme_path, result, passed):
+    """Whether the README's sentence states the counts of this run; says what to write if not."""
+    measured = (result.testsRun, len(result.skipped), passed)
+    sentence = ("CPython's own suite runs %d of its cases against the Python package, %d excluded; "
+                "%d pass" % measured)
+    with open(readme_path, encoding='utf-8') as f:
+        match = README_COUNTS.search(f.read())
+    if match and tuple(map(int, match.groups())) == measured:
+        return True
+    print('cpython_suite: %s: %s, but this run measured %r' % (
+        readme_path, 'says %r' % ' '.join(match.group(0).split()) if match else 'has no count sentence',
+        sentence), file=sys.stderr)
+    return False
 
 
 if __name__ == '__main__':

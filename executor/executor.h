@@ -185,7 +185,8 @@ class Executor : public std::enable_shared_from_this<Executor> {
   auto map(Timeout timeout, Fn&& fn, Ranges&&... ranges);
 
   // Python's shutdown(wait, cancel_futures): no new tasks are accepted. With cancel_futures,
-  // tasks that have not started are cancelled (their waiters notified). With wait, returns
+  // tasks still waiting in a queue are cancelled (their waiters notified); a task whose submit
+  // started a new thread was handed to that thread and is not. With wait, returns
   // once every accepted task (including suspended coroutines) is done and every worker thread
   // has exited. Throws std::runtime_error if called with wait from one of the executor's own
   // tasks (after stopping intake), since it would wait for itself. Idempotent. Nothrow

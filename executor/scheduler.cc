@@ -130,10 +130,10 @@ bool Scheduler::should_spawn(bool external) noexcept {
   return idle_workers_.load(std::memory_order_acquire) == 0;
 }
 
-void Scheduler::spawn_worker() {
+bool Scheduler::spawn_worker(Runnable& first) {
   std::lock_guard lock(spawn_mu_);
   std::size_t index = started_.load(std::memory_order_relaxed);
-  if (index >= options_.max_workers) return;
+  if (index >= options_.max_workers) return false;
   Worker& w = workers_[index];
   w.name = options_.thread_name_prefix + "_" + std::to_string(index);
   if (g_fail_thread_starts.load(std::memory_order_relaxed) > 0 &&
@@ -141,14 +141,21 @@ void Scheduler::spawn_worker() {
     throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
                             "can't start new thread (injected fault)");
   }
-  w.thread = std::thread([self = shared_from_this(), index] { self->worker_main(index); });
+  w.first = &first;  // the thread's start publishes it
+  try {
+    w.thread = std::thread([self = shared_from_this(), index] { self->worker_main(index); });
+  } catch (...) {
+    w.first = nullptr;
+    throw;
+  }
   started_.store(index + 1, std::memory_order_release);
+  return true;
 }
 
 void Scheduler::submit(Runnable& task) {
   bool own = is_own_worker();
   task.external = !own;
-  if (should_spawn(!own)) spawn_worker();
+  if (should_spawn(!own) && spawn_worker(task)) return;
   if (own) {
     push_local(tls_worker.index, task);
   } else {
@@ -302,10 +309,16 @@ void Scheduler::worker_main(std::size_t index) {
   tls_worker = WorkerIdentity{this, index};
   std::string os_name = workers_[index].name.substr(0, 15);  // the kernel keeps 15 bytes
   pthread_setname_np(pthread_self(), os_name.c_str());
-  if (options_.on_worker_start && !options_.on_worker_start(*this)) {
-    tls_worker = WorkerIdentity{};
-    return;
+  Runnable* first = std::exchange(workers_[index].first, nullptr);
+  if (options_.on_worker_start) {
+    if (std::exception_ptr failure = options_.on_worker_start()) {
+      first->discard(*this, failure);
+      discard_queued(failure);
+      tls_worker = WorkerIdentity{};
+      return;
+    }
   }
+  first->run(*this);
   unsigned tick = 0;
   for (;;) {
     Runnable* task = find_work(index, false, ++tick);

@@ -6,7 +6,9 @@
 // first, so fork-join recursion keeps few tasks alive). An idle worker first takes from the
 // shared injection queue (FIFO, fed by threads outside the pool), then steals from the back of
 // other workers' deques (oldest first). Every 61st pick looks at the injection queue first so
-// that outside work is never starved by a busy recursion.
+// that outside work is never starved by a busy recursion. A submit that starts a worker hands
+// that worker the task as its first one, outside every queue: like Python's new thread, which
+// takes the task before anything else can, so shutdown(cancel_futures) cannot cancel it.
 //
 // Task states. queued -> running -> (suspended -> queued -> running)* -> done. A coroutine that
 // suspends is owned by the listener it linked into the future it waits for; firing that
@@ -100,9 +102,11 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   struct Options {
     std::size_t max_workers = 1;
     std::string thread_name_prefix;  // threads are named <prefix>_<index>
-    // Runs first in every worker; returning false makes the worker exit at once. Workers may
-    // outlive the executor that made them (detach_threads()), so it must not refer to it.
-    std::function<bool(Scheduler&)> on_worker_start;
+    // Runs first in every worker. A non-null error makes the worker exit at once, after it
+    // discards its first task and every queued task that has not started with that error.
+    // Workers may outlive the executor that made them (detach_threads()), so it must not refer
+    // to it. Must not throw.
+    std::function<std::exception_ptr()> on_worker_start;
   };
 
   static std::shared_ptr<Scheduler> create(Options options);
@@ -110,9 +114,10 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Enqueues a task that has not run yet; the caller has counted it in tracker(). Starts a
-  // worker first when Python's rule asks for one (no idle worker, fewer than max_workers). If
-  // that thread cannot start, throws (std::system_error) and enqueues nothing.
+  // Enqueues a task that has not run yet; the caller has counted it in tracker(). When Python's
+  // rule asks for a new worker (no idle worker, fewer than max_workers), starts one and hands
+  // it the task instead. If that thread cannot start, throws (std::system_error) and enqueues
+  // nothing.
   void submit(Runnable& task);
   // Re-enqueues a woken coroutine. Nothrow.
   void wake(Runnable& task) noexcept;
@@ -161,6 +166,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
     std::atomic<std::size_t> size{0};  // hint for idle scans; exact under mu
     std::thread thread;                // guarded by spawn_mu_
     std::string name;
+    Runnable* first = nullptr;  // set before the thread starts; only that thread reads it
   };
 
   explicit Scheduler(Options options);
@@ -173,7 +179,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   void push_injected(Runnable& task) noexcept;
   void notify_sleeper() noexcept;
   void notify_all_sleepers() noexcept;
-  void spawn_worker();
+  // Starts the next worker with `first` as its first task. Returns false, leaving `first` to
+  // the caller, if max_workers threads already exist.
+  bool spawn_worker(Runnable& first);
   bool should_spawn(bool external) noexcept;
   void timer_main() noexcept;
 

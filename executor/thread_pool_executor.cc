@@ -51,8 +51,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
   scheduler_ = detail::Scheduler::create(detail::Scheduler::Options{
       .max_workers = max_workers,
       .thread_name_prefix = std::move(prefix),
-      .on_worker_start =
-          [start = worker_start_](detail::Scheduler& scheduler) { return start->run(scheduler); },
+      .on_worker_start = [start = worker_start_] { return start->run(); },
   });
 }
 
@@ -65,15 +64,17 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
   }
 }
 
-bool ThreadPoolExecutor::WorkerStart::run(detail::Scheduler& scheduler) noexcept {
-  if (!initializer_) return true;
+std::exception_ptr ThreadPoolExecutor::WorkerStart::run() noexcept {
+  // A worker started by a submit that raced with the break must not run that task.
+  if (is_broken()) return broken_error();
+  if (!initializer_) return nullptr;
   try {
     initializer_();
-    return true;
+    return nullptr;
   } catch (...) {
     detail::log(LogLevel::kCritical, "Exception in initializer:", std::current_exception());
   }
-  // Python's _initializer_failed(): break the pool and fail what is queued.
+  // Python's _initializer_failed(): break the pool; the scheduler fails what is queued.
   try {
     std::lock_guard lock(mu_);
     if (broken_.empty()) {
@@ -83,8 +84,7 @@ bool ThreadPoolExecutor::WorkerStart::run(detail::Scheduler& scheduler) noexcept
     // The message could not be stored; the flag below still breaks the pool.
   }
   broken_flag_.store(true, std::memory_order_seq_cst);
-  scheduler.discard_queued(broken_error());
-  return false;
+  return broken_error();
 }
 
 std::exception_ptr ThreadPoolExecutor::WorkerStart::broken_error() const noexcept {

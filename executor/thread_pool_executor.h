@@ -95,9 +95,10 @@ class ThreadPoolExecutor final : public Executor {
    public:
     explicit WorkerStart(std::function<void()> initializer)
         : initializer_(std::move(initializer)) {}
-    // Runs the initializer; if it throws, logs that, breaks the pool and fails what is queued.
-    // Returns whether the worker may run tasks. Nothrow.
-    bool run(detail::Scheduler& scheduler) noexcept;
+    // Runs the initializer; if it throws, logs that and breaks the pool. Returns null if the
+    // worker may run tasks, else the error its first task and the queued ones get (also when
+    // the pool broke before this worker started). Nothrow.
+    std::exception_ptr run() noexcept;
     bool is_broken() const noexcept { return broken_flag_.load(std::memory_order_seq_cst); }
     // Empty, or why the pool is broken. May throw std::bad_alloc.
     std::string broken() const;

@@ -686,19 +686,22 @@ TEST(ThreadPoolInitializer, StartedCoroutinesStillFinishWhenThePoolBreaks) {
     co_return gate.result() + 1;
   });
   about_to_await.result(kLong);
-  // Worker 0 is free while the coroutine waits. This submit starts worker 1, whose
-  // initializer blocks; worker 0 takes the blocker.
+  // Worker 0 is free while the coroutine waits, but holds no idle token (its task has not
+  // ended). So this submit starts worker 1 and hands it the task; its initializer blocks.
+  auto handed = pool->submit([] { return 1; });
+  second_initializer_entered.result(kLong);
+  // Every thread exists: these wait in the queue. Worker 0 takes the blocker.
   Future<void> blocker_started, release_blocker;
   auto blocker = pool->submit([=] {
     blocker_started.set_result();
     release_blocker.result(kLong);
   });
-  second_initializer_entered.result(kLong);
   blocker_started.result(kLong);
   auto queued = pool->submit([] { return 0; });  // nobody can take it
   gate.set_result(6);  // the coroutine is queued to resume, behind the busy worker 0
   release_initializer.set_result();
 
+  EXPECT_THROW(handed.result(kLong), BrokenThreadPool);  // its worker never ran a task
   EXPECT_THROW(queued.result(kLong), BrokenThreadPool);
   EXPECT_FALSE(pool->broken().empty());
   release_blocker.set_result();
@@ -801,6 +804,30 @@ TEST(ThreadPoolShutdown, CancelFuturesCancelsQueuedTasksAndNotifiesWaiters) {
   pool->shutdown(true);
   EXPECT_EQ(ran.load(), 0);
   pool->join(kLong);  // cancelled tasks are not errors
+}
+
+// A submit that starts a thread hands it the task, as Python's new thread takes it first: so
+// shutdown(cancel_futures) right after such submits spares them, even if the threads have not
+// been scheduled yet. The task that found every thread taken waits in the queue and is cancelled.
+TEST(ThreadPoolShutdown, CancelFuturesSparesTasksHandedToNewThreads) {
+  auto pool = ThreadPoolExecutor::create(2);
+  Future<void> release;
+  auto blocked = [release](int i) {
+    release.result(kLong);
+    return i;
+  };
+  auto first = pool->submit(blocked, 0);
+  auto second = pool->submit(blocked, 1);
+  auto queued = pool->submit(blocked, 2);
+  pool->shutdown(/*wait=*/false, /*cancel_futures=*/true);
+
+  EXPECT_TRUE(queued.cancelled());
+  EXPECT_FALSE(first.cancelled());
+  EXPECT_FALSE(second.cancelled());
+  release.set_result();
+  EXPECT_EQ(first.result(kLong), 0);
+  EXPECT_EQ(second.result(kLong), 1);
+  pool->shutdown(/*wait=*/true);
 }
 
 TEST(ThreadPoolShutdown, FromOwnTaskWithWaitThrowsAndStopsIntake) {
