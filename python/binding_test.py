@@ -320,6 +320,25 @@ class ThreadPoolTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             betterconcurrent.ThreadPoolExecutor(max_workers=0)
 
+    def test_thread_local_data_lasts_as_long_as_the_worker(self):
+        # The usual initializer: a per-thread resource in a threading.local. As in CPython, each
+        # worker keeps one Python thread state for its whole life, so what the initializer and
+        # earlier tasks stored there is still there for later tasks on the same thread.
+        local = threading.local()
+
+        def open_resource():
+            local.resource = 'connection of %d' % threading.get_ident()
+
+        def use_resource(note):
+            local.notes = getattr(local, 'notes', ()) + (note,)
+            return local.resource, threading.get_ident(), local.notes
+
+        with betterconcurrent.ThreadPoolExecutor(max_workers=1, initializer=open_resource) as pool:
+            first = pool.submit(use_resource, 'a').result(timeout=TIMEOUT)
+            second = pool.submit(use_resource, 'b').result(timeout=TIMEOUT)
+        self.assertEqual(first[0], 'connection of %d' % first[1])
+        self.assertEqual(second, (first[0], first[1], ('a', 'b')))
+
     def test_join_waits_for_subtasks(self):
         pool = betterconcurrent.ThreadPoolExecutor(max_workers=2)
         count = []

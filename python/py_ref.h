@@ -22,10 +22,18 @@
 
 namespace betterconcurrent::python {
 
+// Gives the calling thread a Python thread state for the rest of its life, if it has none (a
+// thread Python did not start). PyGILState_Ensure() would make a fresh one each time and delete
+// it at the matching release, and making one takes the interpreter's thread-list lock without
+// the GIL: a fork() at that moment leaves the lock held in the child, which then hangs in
+// PyOS_AfterFork_Child(). So a thread's state is made once, under a lock that fork() also takes
+// (pthread_atfork), and deleted when the thread exits. Nothrow.
+void ensure_thread_state() noexcept;
+
 // Holds the GIL for its lifetime, from any thread. Nothrow.
 class Gil {
  public:
-  Gil() noexcept : state_(PyGILState_Ensure()) {}
+  Gil() noexcept : state_((ensure_thread_state(), PyGILState_Ensure())) {}
   ~Gil() { PyGILState_Release(state_); }
   Gil(const Gil&) = delete;
   Gil& operator=(const Gil&) = delete;
