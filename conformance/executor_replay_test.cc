@@ -32,15 +32,8 @@
 #include "future/future.h"
 #include "future/log.h"
 #include "gtest/gtest.h"
+#include "testing/fork.h"
 #include "testing/log_capture.h"
-
-#if defined(__SANITIZE_THREAD__)
-// ThreadSanitizer's default kills a child of a multithreaded fork that starts threads;
-// test_hang_global_shutdown_lock's children must start a pool. This sets that sanitizer option
-// for this binary (TSAN_OPTIONS from the environment still take precedence; a test's `env`
-// cannot set it, as --config=tsan's --test_env=TSAN_OPTIONS replaces it). No report is hidden.
-extern "C" const char* __tsan_default_options() { return "die_after_fork=0"; }
-#endif
 
 namespace betterconcurrent::replay {
 namespace {
@@ -93,43 +86,11 @@ void acquire_lock(const std::shared_ptr<Semaphore>& sem) {
   if (!sem->try_acquire_for(kLongTimeout)) ADD_FAILURE() << "the semaphore was never released";
 }
 
-// Waits up to `timeout` for child `pid` to exit and returns its wait status; kills and reaps it
-// and returns nullopt if it is still running then.
-std::optional<int> wait_child(pid_t pid, std::chrono::duration<double> timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r == -1) return std::nullopt;
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return std::nullopt;
-}
-
 // The forked child of test_hang_global_shutdown_lock: uses the library from scratch (a pool,
 // a task, its result, the pool's shutdown) and exits without running the parent's exit code.
 [[noreturn]] void use_the_library_and_exit() {
   int code = 2;
-#if defined(__SANITIZE_THREAD__)
-  // In the child, glibc hands the stack of a parent thread that did not survive the fork to the
-  // next new thread, which so gets that thread's id; ThreadSanitizer still counts the parent's
-  // thread as running and dies ("dup thread with used id"). A larger default stack size makes
-  // the child's threads get fresh stacks, hence fresh ids.
-  pthread_attr_t attr;
-  std::size_t stack_size = 0;
-  if (pthread_getattr_default_np(&attr) != 0 ||
-      pthread_attr_getstacksize(&attr, &stack_size) != 0 ||
-      pthread_attr_setstacksize(&attr, stack_size + (1 << 20)) != 0 ||
-      pthread_setattr_default_np(&attr) != 0) {
-    _exit(4);
-  }
-  pthread_attr_destroy(&attr);
-#endif
+  if (!test_util::give_child_threads_fresh_ids()) _exit(4);
   try {
     auto workers = ThreadPoolExecutor::create(1);
     workers->submit([] { return std::tuple<>(); }).result(kLongTimeout);
@@ -140,14 +101,6 @@ std::optional<int> wait_child(pid_t pid, std::chrono::duration<double> timeout) 
   }
   _exit(code);
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-// GCC 12's AddressSanitizer does not hold its allocator's locks across fork(): a child forked
-// while another thread is inside malloc or free can block on such a lock for ever.
-constexpr bool kForkWhileAllocatingHangs = true;
-#else
-constexpr bool kForkWhileAllocatingHangs = false;
-#endif
 
 // Lets the test park the resubmitting task between two resubmits (outside any allocation).
 class Parking {
@@ -375,7 +328,7 @@ TEST_F(ThreadPoolExecutorTest, test_hang_global_shutdown_lock) {
   pool->submit(Resubmit{pool, ran, parking});
   EXPECT_TRUE(ran->wait(kLongTimeout));  // the pool is busy resubmitting from here on
   for (int i = 0; i < 50; ++i) {
-    if (kForkWhileAllocatingHangs) {
+    if (test_util::kForkWhileAllocatingHangs) {
       EXPECT_TRUE(parking->park()) << "the resubmitting task never parked";
     }
     pid_t pid = fork();
@@ -385,7 +338,7 @@ TEST_F(ThreadPoolExecutorTest, test_hang_global_shutdown_lock) {
       ADD_FAILURE() << "fork failed";
       break;
     }
-    std::optional<int> status = wait_child(pid, kLongTimeout);
+    std::optional<int> status = test_util::wait_child(pid, kLongTimeout);
     if (!status) {
       ADD_FAILURE() << "fork " << i << ": the child hung and was killed";
       break;

@@ -16,6 +16,7 @@
 #include "future/future.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
+#include "testing/fib.h"
 #include "testing/pool.h"
 
 namespace betterconcurrent {
@@ -28,15 +29,7 @@ constexpr seconds kLong{60};
 
 using test_util::join_and_destroy;
 
-// Fork-join Fibonacci where every call is a task.
-Task<long> fib(Executor* ex, int n) {
-  if (n < 2) co_return n;
-  auto a = ex->submit(fib, ex, n - 1);
-  auto b = ex->submit(fib, ex, n - 2);
-  co_await a.yield_until_done();
-  co_await b.yield_until_done();
-  co_return a.result() + b.result();
-}
+using test_util::fib;
 
 TEST(Coroutine, ForkJoinFibOnOneWorker) {
   auto pool = ThreadPoolExecutor::create(1);

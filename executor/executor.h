@@ -10,6 +10,14 @@
 //   for (int x : pool->map([](int v) { return v * v; }, std::vector<int>{1, 2, 3})) { ... }
 //
 // A callable that returns Task<T> (executor/task.h) runs as a cooperative coroutine task.
+//
+// fork(): the child gets copies of the parent's executors, but none of their threads. It can
+// create and use new executors (the library's global locks are held across fork(), so the child
+// never inherits one locked). An inherited executor refuses work: submit(), map() and join()
+// throw std::runtime_error saying so; shutdown() and its destructor return at once, joining
+// nothing. Its pending futures never complete in the child. As with any lock, an object that a
+// parent's worker was using at the moment of the fork (a future it was completing) may be
+// unusable in the child.
 #ifndef BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
 #define BETTERCONCURRENT_EXECUTOR_EXECUTOR_H_
 

@@ -16,6 +16,12 @@ constexpr int kIdleSpins = 64;
 // Every this many picks, a worker looks at the injection queue before its own deque.
 constexpr unsigned kInjectionCheckPeriod = 61;
 
+// How many fork()s made this process (counted in each child). A scheduler created at another
+// count belongs to an ancestor process.
+std::atomic<std::uint64_t> g_fork_generation{0};
+void count_fork_in_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+[[maybe_unused]] const int g_fork_counter = pthread_atfork(nullptr, nullptr, &count_fork_in_child);
+
 struct WorkerIdentity {
   const Scheduler* scheduler = nullptr;
   std::size_t index = 0;
@@ -91,7 +97,9 @@ std::shared_ptr<Scheduler> Scheduler::create(Options options) {
 }
 
 Scheduler::Scheduler(Options options)
-    : options_(std::move(options)), workers_(std::make_unique<Worker[]>(options_.max_workers)) {}
+    : options_(std::move(options)),
+      fork_generation_(g_fork_generation.load(std::memory_order_relaxed)),
+      workers_(std::make_unique<Worker[]>(options_.max_workers)) {}
 
 Scheduler::~Scheduler() {
   std::thread timer;
@@ -102,6 +110,10 @@ Scheduler::~Scheduler() {
   }
   timer_cv_.notify_all();
   if (timer.joinable()) timer.join();
+}
+
+bool Scheduler::inherited_by_fork() const noexcept {
+  return g_fork_generation.load(std::memory_order_relaxed) != fork_generation_;
 }
 
 bool Scheduler::is_own_worker() const noexcept { return tls_worker.scheduler == this; }

@@ -152,6 +152,11 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // Disarms `entry`; after it returns, `entry` will not fire. Nothrow.
   void cancel_timer(TimerEntry& entry) noexcept;
 
+  // Whether this scheduler was created before a fork() that made this process: then its
+  // threads and timer do not exist here, and its locks may be held for good by a thread that
+  // was copied mid-operation. Such a scheduler must not be touched any more. Nothrow.
+  bool inherited_by_fork() const noexcept;
+
   // Whether the calling thread is one of this scheduler's workers. Nothrow.
   bool is_own_worker() const noexcept;
   // Threads started so far (Python's len(executor._threads)). Nothrow.
@@ -186,7 +191,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   void timer_main() noexcept;
 
   const Options options_;
-  std::unique_ptr<Worker[]> workers_;  // max_workers slots; [0, started_) are live
+  const std::uint64_t fork_generation_;  // forks this process had seen when it was created
+  std::unique_ptr<Worker[]> workers_;    // max_workers slots; [0, started_) are live
   std::atomic<std::size_t> started_{0};
   std::mutex spawn_mu_;  // serialises spawn_worker() and join_threads()
 

@@ -15,6 +15,10 @@ namespace {
 
 std::atomic<unsigned> g_pool_counter{0};
 
+constexpr const char* kInheritedByFork =
+    "this executor was inherited from the parent process by fork(): its worker threads do not "
+    "exist in this process; create a new executor here";
+
 std::size_t default_max_workers() {
   return std::min<std::size_t>(32, std::thread::hardware_concurrency() + 4);
 }
@@ -56,6 +60,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
 }
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
+  if (scheduler_->inherited_by_fork()) return;  // the parent's threads: none to stop or join here
   if (scheduler_->is_own_worker()) {
     shutdown(false);
     scheduler_->detach_threads();
@@ -110,6 +115,8 @@ void ThreadPoolExecutor::check_accepting() const {
 }
 
 void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
+  // Before anything touches the scheduler, whose locks the parent's threads may have held.
+  if (scheduler_->inherited_by_fork()) throw std::runtime_error(kInheritedByFork);
   // Counted before the checks: shutdown() and the break set their flag before they look at
   // the count, so either they see this task or this task sees their flag.
   scheduler_->tracker().add();
@@ -126,6 +133,9 @@ void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   shutdown_.store(true, std::memory_order_seq_cst);
+  // In a child of fork(), the queues and threads are the parent's: there is nothing to stop or
+  // join, and their locks may be held for good.
+  if (scheduler_->inherited_by_fork()) return;
   if (cancel_futures) scheduler_->discard_queued(nullptr);
   scheduler_->stop();
   if (!wait) return;
@@ -138,6 +148,7 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
 }
 
 void ThreadPoolExecutor::join(Timeout timeout) {
+  if (scheduler_->inherited_by_fork()) throw std::runtime_error(kInheritedByFork);
   if (scheduler_->is_own_worker()) {
     throw std::runtime_error(
         "join() was called from one of this executor's own tasks, so it could never return; "

@@ -66,7 +66,9 @@ class ThreadPoolExecutor final : public Executor {
   }
 
   // shutdown(wait = true), or, on one of the pool's own threads (a task dropped the last
-  // reference), shutdown(wait = false) with the worker threads detached. Nothrow.
+  // reference), shutdown(wait = false) with the worker threads detached. In a child process
+  // that inherited the pool through fork(), it does nothing (see "fork()" in executor.h).
+  // Nothrow.
   ~ThreadPoolExecutor() override;
 
   void shutdown(bool wait = true, bool cancel_futures = false) override;

@@ -1,5 +1,7 @@
 #include "future/detail/executor_registry.h"
 
+#include <pthread.h>
+
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -19,6 +21,13 @@ Registry& registry() {
   static auto* r = new Registry;  // never destroyed: executors may outlive static destruction
   return *r;
 }
+
+// fork() holds the lock across itself, so that a child never inherits it held by a thread that
+// does not exist there: the child can still create and destroy executors.
+void lock_for_fork() { registry().mu.lock(); }
+void unlock_after_fork() { registry().mu.unlock(); }
+[[maybe_unused]] const int g_fork_guard =
+    pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
 
 }  // namespace
 

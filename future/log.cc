@@ -1,5 +1,7 @@
 #include "future/log.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <mutex>
 #include <utility>
@@ -13,6 +15,13 @@ std::mutex& handler_mutex() {
   static std::mutex mu;
   return mu;
 }
+
+// fork() holds the lock across itself, so that a child never inherits it held by a thread that
+// does not exist there: the child can still log.
+void lock_for_fork() { handler_mutex().lock(); }
+void unlock_after_fork() { handler_mutex().unlock(); }
+[[maybe_unused]] const int g_fork_guard =
+    pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
 
 LogHandler& handler_slot() {
   static LogHandler handler;
