@@ -30,6 +30,10 @@ class ApiTest(unittest.TestCase):
                      'LOGGER', 'DoneAndNotDoneFutures', 'Error']:
             self.assertTrue(hasattr(_base, name), name)
         self.assertTrue(callable(process._check_system_limits))
+        # betterconcurrent's own: the cooperative waits of generator tasks.
+        self.assertIn('yield_until_done', betterconcurrent.__all__)
+        self.assertIs(betterconcurrent.yield_until_done, _base.yield_until_done)
+        self.assertTrue(callable(betterconcurrent.Future.yield_until_done))
         self.assertIs(betterconcurrent.thread, thread)
 
     def test_exception_classes_are_the_standard_ones(self):
@@ -918,5 +922,26 @@ class GeneratorTaskTest(unittest.TestCase):
             '(%d, 2, %d)' % (i, i * i) for i in range(5)))
         self.assertEqual(child.stderr, '')
 
+README = None  # README.md's path: the script's argument under Bazel
+
+
+class ReadmeTest(unittest.TestCase):
+    MARKER = '<!-- python example: run by python/binding_test.py (ReadmeTest) -->'
+
+    def test_readme_python_example_runs(self):
+        if README is None:
+            self.skipTest('README.md not given')
+        with open(README, encoding='utf-8') as f:
+            text = f.read()
+        self.assertEqual(text.count(self.MARKER), 1)
+        after = text.split(self.MARKER, 1)[1].lstrip('\n')
+        self.assertTrue(after.startswith('```python\n'), after[:40])
+        code = after[len('```python\n'):].split('\n```\n', 1)[0]
+        self.assertIn('yield from', code)
+        exec(compile(code, 'README.md example', 'exec'), {'__name__': 'readme_example'})
+
+
 if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1].endswith('README.md'):
+        README = sys.argv.pop(1)
     unittest.main(verbosity=2)
