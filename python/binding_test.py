@@ -898,14 +898,17 @@ class GeneratorTaskTest(unittest.TestCase):
             blocker = pool.submit(release.wait, 60)
             results = []
 
-            def suspended(i):
-                quick = pool.submit(pow, i, 2)
+            def suspended(i, quick, started):
+                started.set()
                 yield from blocker.yield_until_done()
                 done, _ = yield from betterconcurrent.yield_until_done([blocker, quick])
                 results.append((i, len(done), quick.result()))
 
+            # Everything is submitted before the exit begins (then submit() raises).
             for i in range(5):
-                pool.submit(suspended, i)
+                started = threading.Event()
+                pool.submit(suspended, i, pool.submit(pow, i, 2), started)
+                assert started.wait(60)
             # Runs after everything else: the executors' exit hook waited for the tasks.
             atexit.register(lambda: print(sorted(results), flush=True))
 
