@@ -490,6 +490,21 @@ class GeneratorTaskTest(unittest.TestCase):
         self.assertEqual(waited.done, set(parts))
         self.assertEqual(waited.not_done, set())
 
+    def test_waiting_for_a_future_that_gets_cancelled(self):
+        pool = self.make_pool(1)
+        hand_made = betterconcurrent.Future()
+        waiting = threading.Event()
+
+        def waits():
+            waiting.set()
+            yield from hand_made.yield_until_done()
+            return hand_made.cancelled()
+
+        f = pool.submit(waits)
+        self.assertTrue(waiting.wait(TIMEOUT))
+        self.assertTrue(hand_made.cancel())
+        self.assertIs(f.result(timeout=TIMEOUT), True)
+
     # Fork-join on bounded pools.
 
     def test_fib_does_not_deadlock_on_bounded_pools(self):
@@ -656,7 +671,6 @@ class GeneratorTaskTest(unittest.TestCase):
             me = futures['set']
             yield from betterconcurrent.yield_until_done([me, gate])
 
-        futures['set'] = pool.submit(lambda: None)  # placeholder, replaced before the gate opens
         gate2 = betterconcurrent.Future()
 
         def gated_set():
@@ -704,7 +718,8 @@ class GeneratorTaskTest(unittest.TestCase):
         def waits():
             quick = pool.submit(pow, 3, 2)
             done, not_done = yield from betterconcurrent.yield_until_done(
-                [never, quick], timeout=TIMEOUT, return_when=betterconcurrent.FIRST_COMPLETED)
+                iter([never, quick, quick]), timeout=TIMEOUT,
+                return_when=betterconcurrent.FIRST_COMPLETED)
             return done == {quick} and not_done == {never}
 
         self.assertIs(pool.submit(waits).result(timeout=TIMEOUT), True)
