@@ -818,36 +818,51 @@ class GeneratorTaskTest(unittest.TestCase):
 
     # join, shutdown.
 
-    def test_join_waits_for_generator_task_trees(self):
-        pool = self.make_pool(2)
-        gate = betterconcurrent.Future()
-        self.addCleanup(lambda: gate.done() or gate.set_result(None))
-        visited = []
-        lock = threading.Lock()
-        depth_limit = 6  # 127 nodes
+    def test_join_waits_for_a_generator_task_tree_search(self):
+        # The original package's fire-and-forget tree search, with generator tasks: each node
+        # submits a task per child and nobody waits for the search; join() does. Here each node
+        # also waits cooperatively for its left child (on a bounded pool, blocking there could
+        # deadlock).
+        depth_limit = 6
+        nodes = 2 ** (depth_limit + 1) - 1  # 127
+        for target in ('LRRL', None):
+            with self.subTest(target=target):
+                pool = self.make_pool(2)
+                gate = betterconcurrent.Future()
+                self.addCleanup(lambda gate=gate: gate.done() or gate.set_result(None))
+                visited = []
+                found = []
+                lock = threading.Lock()
 
-        def node(path):
-            with lock:
-                visited.append(path)
-            if len(path) == depth_limit:
-                return
-            # Fire-and-forget both children, but wait cooperatively for the left one.
-            left = pool.submit(node, path + 'L')
-            pool.submit(node, path + 'R')
-            yield from left.yield_until_done()
+                def node(path):
+                    with lock:
+                        visited.append(path)
+                        if path == target:
+                            found.append(path)
+                        if found or len(path) == depth_limit:
+                            return
+                    left = pool.submit(node, path + 'L')
+                    pool.submit(node, path + 'R')  # fire-and-forget
+                    yield from left.yield_until_done()
 
-        def root():
-            yield from gate.yield_until_done()
-            yield from node('')
+                def root():
+                    yield from gate.yield_until_done()
+                    yield from node('')
 
-        pool.submit(root)
-        with self.assertRaises(TimeoutError):
-            pool.join(timeout=0.05)  # the root is suspended on the gate
-        self.assertEqual(visited, [])
-        gate.set_result(None)
-        pool.join(timeout=TIMEOUT)
-        self.assertEqual(len(visited), 2 ** (depth_limit + 1) - 1)
-        self.assertEqual(len(set(visited)), len(visited))
+                pool.submit(root)
+                with self.assertRaises(TimeoutError):
+                    pool.join(timeout=0.05)  # the root is suspended on the gate
+                self.assertEqual(visited, [])
+                gate.set_result(None)
+                pool.join(timeout=TIMEOUT)
+                self.assertEqual(len(set(visited)), len(visited))
+                if target is None:
+                    self.assertEqual(found, [])
+                    self.assertEqual(len(visited), nodes)  # join() waited for every node
+                else:
+                    self.assertEqual(found, [target])
+                    self.assertIn(target, visited)
+                    self.assertLessEqual(len(visited), nodes)
 
     def test_join_reports_unobserved_generator_task_errors(self):
         pool = self.make_pool(1)
