@@ -456,7 +456,10 @@ class GeneratorTaskTest(unittest.TestCase):
             return 'the answer is %d' % answer.result()
 
         f = pool.submit(continuation)
+        called = threading.Event()
+        f.add_done_callback(lambda g: called.set() if g is f else None)
         self.assertEqual(f.result(timeout=TIMEOUT), 'the answer is 42')
+        self.assertTrue(called.wait(TIMEOUT))  # the callback ran (on the worker, with the GIL)
         pool.join(timeout=TIMEOUT)
 
     def test_continuation_on_a_later_task(self):
