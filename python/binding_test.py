@@ -917,6 +917,24 @@ class GeneratorTaskTest(unittest.TestCase):
                 gate.set_result(None)
             pool.shutdown(wait=True)
 
+    def test_pool_dropped_by_its_own_generator_task(self):
+        # The generator's frame holds the last reference to the pool: the executor is destroyed
+        # on its own worker when the generator returns (with the GIL; the C++ destructor then
+        # shuts down without waiting for itself), and the task's future still gets its result.
+        def owns_the_pool(holder):
+            pool = holder.pop()
+            inner = pool.submit(pow, 2, 5)
+            yield from inner.yield_until_done()
+            more = pool.submit(pow, 2, 6)
+            yield from betterconcurrent.yield_until_done([more])
+            return inner.result() + more.result()
+
+        for _ in range(5):
+            holder = [betterconcurrent.ThreadPoolExecutor(max_workers=1)]
+            f = holder[0].submit(owns_the_pool, holder)
+            self.assertEqual(f.result(timeout=TIMEOUT), 96)
+            self.assertEqual(holder, [])
+
     def test_interpreter_exit_with_generator_tasks_suspended(self):
         # The main thread ends while generator tasks are suspended: the exit waits for them,
         # they resume on the workers (which take the GIL for it), their frames are destroyed
