@@ -7,8 +7,10 @@
 //   - Python objects are touched only with the GIL held. Objects that C++ carries (results,
 //     exceptions, callables, arguments) are PyRefs, which take the GIL when they are copied or
 //     destroyed on whatever thread that happens.
-//   - Worker threads take the GIL only while they run Python code (a task, a done callback, the
-//     initializer, a log record).
+//   - Worker threads take the GIL only while they run Python code (a task, one step of a
+//     generator task, a done callback, the initializer, a log record).
+//   - A generator task (drive_generator below) is a C++ coroutine: it holds the GIL only within
+//     a step, never across a co_await, since it may resume on another thread.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
