@@ -204,6 +204,29 @@ TEST(CoroutineWaitMany, TimeoutResumesWithNotDoneWithoutBlockingTheWorker) {
   pool->join(kLong);
 }
 
+// A timed wait that ends early (its future finished) cancels its timer entry, which lives in
+// the coroutine frame and is freed with it, while the timer thread may still be waiting for
+// that entry's deadline. The next timer wakes that thread, which must not read the freed entry
+// (ASan under the Python binding's tests found it doing so). Each round's wait is such a next
+// timer for the round before it.
+TEST(CoroutineWaitMany, EarlyEndOfATimedWaitFreesItsTimerSafely) {
+  auto pool = ThreadPoolExecutor::create(1);
+  for (int round = 0; round < 50; ++round) {
+    Future<int> soon;
+    Future<void> about_to_wait;
+    auto f = pool->submit([soon, about_to_wait]() -> Task<std::size_t> {
+      std::vector<Future<int>> fs{soon};
+      about_to_wait.set_result();
+      auto r = co_await yield_until_done(fs, kLong, ALL_COMPLETED);
+      co_return r.done.size();
+    });
+    about_to_wait.result(kLong);
+    soon.set_result(round);
+    EXPECT_EQ(f.result(kLong), 1u);
+  }
+  pool->join(kLong);
+}
+
 TEST(CoroutineWaitMany, ZeroTimeoutReturnsAtOnce) {
   auto pool = ThreadPoolExecutor::create(1);
   Future<int> never;

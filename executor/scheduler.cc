@@ -416,8 +416,12 @@ void Scheduler::timer_main() noexcept {
       timer_cv_.wait(lock);
       continue;
     }
-    if (std::chrono::steady_clock::now() < timers_->at) {
-      timer_cv_.wait_until(lock, timers_->at);
+    // A copy: wait_until() reads its deadline again once it wakes, and by then the entry may
+    // have been cancelled and freed (with the coroutine frame it lives in) while timer_mu_ was
+    // released.
+    const std::chrono::steady_clock::time_point at = timers_->at;
+    if (std::chrono::steady_clock::now() < at) {
+      timer_cv_.wait_until(lock, at);
       continue;
     }
     TimerEntry* due = timers_;

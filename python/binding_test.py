@@ -5,8 +5,13 @@ the test sets, never on a sleep.
 """
 
 import concurrent.futures
+import functools
+import inspect
 import logging
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import traceback
 import unittest
@@ -25,6 +30,10 @@ class ApiTest(unittest.TestCase):
                      'LOGGER', 'DoneAndNotDoneFutures', 'Error']:
             self.assertTrue(hasattr(_base, name), name)
         self.assertTrue(callable(process._check_system_limits))
+        # betterconcurrent's own: the cooperative waits of generator tasks.
+        self.assertIn('yield_until_done', betterconcurrent.__all__)
+        self.assertIs(betterconcurrent.yield_until_done, _base.yield_until_done)
+        self.assertTrue(callable(betterconcurrent.Future.yield_until_done))
         self.assertIs(betterconcurrent.thread, thread)
 
     def test_exception_classes_are_the_standard_ones(self):
@@ -405,5 +414,607 @@ class ThreadPoolTest(unittest.TestCase):
         self.assertEqual(sorted(map(id, counter)), sorted(map(id, futures)))
 
 
+# Generator tasks: generator functions submitted to the pool, driven cooperatively by the C++
+# scheduler. A task that waited by blocking its worker would deadlock on max_workers=1, so most
+# of these run there: completing at all (within TIMEOUT) shows the wait was cooperative.
+
+def fib_each(pool, n):
+    """Fork-join fib, waiting for each subtask's future in turn."""
+    if n < 2:
+        return n
+    a = pool.submit(fib_each, pool, n - 1)
+    b = pool.submit(fib_each, pool, n - 2)
+    yield from a.yield_until_done()
+    yield from b.yield_until_done()
+    return a.result() + b.result()
+
+
+def fib_all(pool, n):
+    """Fork-join fib, waiting for both subtasks at once."""
+    if n < 2:
+        return n
+    a = pool.submit(fib_all, pool, n - 1)
+    b = pool.submit(fib_all, pool, n - 2)
+    done, not_done = yield from betterconcurrent.yield_until_done([a, b])
+    if done != {a, b} or not_done:
+        raise AssertionError('yield_until_done returned before both were done')
+    return a.result() + b.result()
+
+
+def result_of(generator):
+    """Runs `generator` by hand (as no driver would) and returns its return value."""
+    try:
+        while True:
+            next(generator)
+    except StopIteration as stop:
+        return stop.value
+
+
+class GeneratorTaskTest(unittest.TestCase):
+    def make_pool(self, max_workers):
+        pool = betterconcurrent.ThreadPoolExecutor(max_workers=max_workers)
+        self.addCleanup(pool.shutdown, wait=True)
+        return pool
+
+    def make_event(self):
+        """An Event that is set when the test ends (before the pools are shut down)."""
+        event = threading.Event()
+        self.addCleanup(event.set)
+        return event
+
+    # The original package's examples.
+
+    def test_continuation_on_one_future(self):
+        pool = self.make_pool(1)
+
+        def continuation():
+            answer = pool.submit(lambda a, b: a * b, 6, 7)
+            result = yield from answer.yield_until_done()
+            if result is not None or not answer.done():
+                return 'resumed with %r, done=%r' % (result, answer.done())
+            return 'the answer is %d' % answer.result()
+
+        f = pool.submit(continuation)
+        called = threading.Event()
+        f.add_done_callback(lambda g: called.set() if g is f else None)
+        self.assertEqual(f.result(timeout=TIMEOUT), 'the answer is 42')
+        self.assertTrue(called.wait(TIMEOUT))  # the callback ran (on the worker, with the GIL)
+        pool.join(timeout=TIMEOUT)
+
+    def test_continuation_on_a_later_task(self):
+        # On one worker the continuation runs first; only its suspension lets the task it
+        # waits for run at all.
+        pool = self.make_pool(1)
+        handoff = betterconcurrent.Future()
+
+        def continuation():
+            yield from handoff.yield_until_done()
+            later = handoff.result()
+            yield from later.yield_until_done()
+            return later.result() + 1
+
+        f = pool.submit(continuation)
+        handoff.set_result(pool.submit(pow, 41, 1))
+        self.assertEqual(f.result(timeout=TIMEOUT), 42)
+
+    def test_continuations_on_several_futures(self):
+        pool = self.make_pool(1)
+
+        def combined():
+            parts = [pool.submit(pow, i, 2) for i in range(1, 21)]
+            waited = yield from betterconcurrent.yield_until_done(parts)
+            return waited, parts, sum(part.result() for part in parts)
+
+        waited, parts, total = pool.submit(combined).result(timeout=TIMEOUT)
+        self.assertEqual(total, 2870)  # 1^2 + ... + 20^2
+        self.assertIsInstance(waited, _base.DoneAndNotDoneFutures)
+        self.assertIsInstance(waited.done, set)
+        self.assertEqual(waited.done, set(parts))
+        self.assertEqual(waited.not_done, set())
+
+    def test_waiting_for_a_future_that_gets_cancelled(self):
+        pool = self.make_pool(1)
+        hand_made = betterconcurrent.Future()
+        waiting = threading.Event()
+
+        def waits():
+            waiting.set()
+            yield from hand_made.yield_until_done()
+            return hand_made.cancelled()
+
+        f = pool.submit(waits)
+        self.assertTrue(waiting.wait(TIMEOUT))
+        self.assertTrue(hand_made.cancel())
+        self.assertIs(f.result(timeout=TIMEOUT), True)
+
+    # Fork-join on bounded pools.
+
+    def test_fib_does_not_deadlock_on_bounded_pools(self):
+        for max_workers in (1, 2):
+            for fib in (fib_each, fib_all):
+                with self.subTest(max_workers=max_workers, fib=fib.__name__):
+                    pool = self.make_pool(max_workers)
+                    self.assertEqual(pool.submit(fib, pool, 15).result(timeout=TIMEOUT), 610)
+                    pool.join(timeout=TIMEOUT)
+                    self.assertLessEqual(pool._num_threads, max_workers)
+
+    def test_map_runs_generator_tasks(self):
+        pool = self.make_pool(1)
+        results = pool.map(fib_all, [pool] * 4, range(4, 8), timeout=TIMEOUT)
+        self.assertEqual(list(results), [3, 5, 8, 13])
+
+    def test_arguments_partials_and_methods(self):
+        pool = self.make_pool(1)
+
+        class Doubler:
+            def __init__(self, factor):
+                self.factor = factor
+
+            def run(self, x, *, plus):
+                inner = pool.submit(pow, x, 1)
+                yield from inner.yield_until_done()
+                return inner.result() * self.factor + plus
+
+        self.assertEqual(pool.submit(Doubler(2).run, 5, plus=1).result(timeout=TIMEOUT), 11)
+        self.assertEqual(
+            pool.submit(functools.partial(fib_all, pool), 10).result(timeout=TIMEOUT), 55)
+
+    # Exceptions.
+
+    def test_exception_raised_by_a_generator_task(self):
+        pool = self.make_pool(1)
+
+        def failing(before_any_yield):
+            if before_any_yield:
+                raise KeyError('early')
+            inner = pool.submit(pow, 2, 2)
+            yield from inner.yield_until_done()
+            raise ValueError('after waiting for %d' % inner.result())
+
+        f = pool.submit(failing, False)
+        try:
+            f.result(timeout=TIMEOUT)
+        except ValueError as e:
+            caught = e
+        else:
+            self.fail('result() did not raise')
+        self.assertEqual(str(caught), 'after waiting for 4')
+        self.assertIs(f.exception(), caught)
+        frames = [frame.name for frame in traceback.extract_tb(caught.__traceback__)]
+        self.assertIn('failing', frames)
+        with self.assertRaisesRegex(KeyError, 'early'):
+            pool.submit(failing, True).result(timeout=TIMEOUT)
+
+    def test_exception_of_the_awaited_future(self):
+        pool = self.make_pool(1)
+
+        def waits_then_looks():
+            inner = pool.submit(raise_value_error, 'inner failed')
+            yield from inner.yield_until_done()  # does not raise: the future is just done
+            yield from betterconcurrent.yield_until_done([inner])
+            seen = inner.exception()
+            try:
+                inner.result()
+            except ValueError as e:
+                return seen, e
+
+        seen, caught = pool.submit(waits_then_looks).result(timeout=TIMEOUT)
+        self.assertIs(seen, caught)
+        self.assertEqual(str(caught), 'inner failed')
+
+        def propagates():
+            inner = pool.submit(raise_value_error, 'passed on')
+            yield from inner.yield_until_done()
+            return inner.result()
+
+        with self.assertRaisesRegex(ValueError, '^passed on$'):
+            pool.submit(propagates).result(timeout=TIMEOUT)
+
+    def test_first_exception(self):
+        pool = self.make_pool(2)
+        release = self.make_event()
+
+        def waits():
+            failing = pool.submit(raise_value_error, 'first')
+            blocked = pool.submit(release.wait, TIMEOUT)
+            done, not_done = yield from betterconcurrent.yield_until_done(
+                [failing, blocked], timeout=TIMEOUT,
+                return_when=betterconcurrent.FIRST_EXCEPTION)
+            return done == {failing} and not_done == {blocked} and failing.exception()
+
+        self.assertIsInstance(pool.submit(waits).result(timeout=TIMEOUT), ValueError)
+
+    def test_yielding_anything_else_fails_the_task_and_closes_the_generator(self):
+        pool = self.make_pool(1)
+        progress = []
+
+        def bad(value):
+            try:
+                progress.append('started')
+                yield value
+                progress.append('resumed')
+            finally:
+                progress.append('closed')
+
+        for value in (42, None, betterconcurrent.Future()):
+            with self.subTest(value=value):
+                del progress[:]
+                f = pool.submit(bad, value)
+                error = f.exception(timeout=TIMEOUT)
+                self.assertIsInstance(error, TypeError)
+                self.assertIn("yielded a value of type '%s'" % type(value).__name__, str(error))
+                self.assertIn('yield from fut.yield_until_done()', str(error))
+                self.assertEqual(progress, ['started', 'closed'])
+
+    def test_bad_yield_of_a_generator_that_refuses_to_close(self):
+        pool = self.make_pool(1)
+
+        def stubborn():
+            try:
+                yield 'not a request'
+            except GeneratorExit:
+                pass
+            yield 'still not'  # close() raises RuntimeError; the next close() succeeds
+
+        error = pool.submit(stubborn).exception(timeout=TIMEOUT)
+        self.assertIsInstance(error, RuntimeError)  # "generator ignored GeneratorExit"
+        self.assertIsInstance(error.__context__, TypeError)
+
+    def test_waiting_for_its_own_future_raises_invalid_state_error(self):
+        pool = self.make_pool(1)
+        gate = betterconcurrent.Future()
+        futures = {}
+
+        def waits_for_itself(catch):
+            yield from gate.yield_until_done()
+            me = futures[catch]
+            if not catch:
+                yield from me.yield_until_done()
+                return 'not reached'
+            try:
+                yield from me.yield_until_done()
+            except concurrent.futures.InvalidStateError as e:
+                caught = e
+            # The generator goes on after catching it: wait for something else, then return.
+            done, _ = yield from betterconcurrent.yield_until_done([gate])
+            return caught, done
+
+        futures[True] = pool.submit(waits_for_itself, True)
+        futures[False] = pool.submit(waits_for_itself, False)
+        gate.set_result(None)
+        caught, done = futures[True].result(timeout=TIMEOUT)
+        self.assertIsInstance(caught, concurrent.futures.InvalidStateError)
+        self.assertIn('its own future', str(caught))
+        self.assertEqual(done, {gate})
+        with self.assertRaisesRegex(concurrent.futures.InvalidStateError, 'its own future'):
+            futures[False].result(timeout=TIMEOUT)
+
+        def waits_for_a_set_with_itself():
+            me = futures['set']
+            yield from betterconcurrent.yield_until_done([me, gate])
+
+        gate2 = betterconcurrent.Future()
+
+        def gated_set():
+            yield from gate2.yield_until_done()
+            yield from waits_for_a_set_with_itself()
+
+        futures['set'] = pool.submit(gated_set)
+        gate2.set_result(None)
+        with self.assertRaises(concurrent.futures.InvalidStateError):
+            futures['set'].result(timeout=TIMEOUT)
+
+    # yield_until_done(fs, timeout, return_when).
+
+    def test_timeout_with_a_future_that_never_completes(self):
+        pool = self.make_pool(2)
+        release = self.make_event()
+        blocked = pool.submit(release.wait, TIMEOUT)
+        hand_made = betterconcurrent.Future()
+
+        def waits(timeout):
+            done_one = pool.submit(pow, 2, 3)
+            waited = yield from betterconcurrent.yield_until_done(
+                [blocked, hand_made, done_one], timeout=timeout)
+            return waited, done_one, blocked.done()
+
+        for timeout in (0, 0.05):
+            with self.subTest(timeout=timeout):
+                (done, not_done), done_one, blocked_done = pool.submit(waits, timeout).result(
+                    timeout=TIMEOUT)
+                self.assertFalse(blocked_done)
+                self.assertEqual(not_done - {done_one}, {blocked, hand_made})
+                # done_one ran on the other worker; with timeout=0 it may not have yet.
+                self.assertLessEqual(done, {done_one})
+                if timeout:
+                    self.assertEqual(done, {done_one})
+        release.set()
+        hand_made.set_result(None)
+        self.assertTrue(blocked.result(timeout=TIMEOUT))
+
+    def test_first_completed(self):
+        pool = self.make_pool(1)
+        never = betterconcurrent.Future()  # completed by the test at the end
+        self.addCleanup(never.cancel)
+
+        def waits():
+            quick = pool.submit(pow, 3, 2)
+            done, not_done = yield from betterconcurrent.yield_until_done(
+                iter([never, quick, quick]), timeout=TIMEOUT,
+                return_when=betterconcurrent.FIRST_COMPLETED)
+            return done == {quick} and not_done == {never}
+
+        self.assertIs(pool.submit(waits).result(timeout=TIMEOUT), True)
+
+    def test_return_when_is_checked_like_wait(self):
+        f = betterconcurrent.Future()
+        with self.assertRaisesRegex(ValueError, 'Invalid return condition'):
+            betterconcurrent.wait([f], return_when='SOMETIMES')
+        with self.assertRaisesRegex(ValueError, 'Invalid return condition'):
+            betterconcurrent.yield_until_done([f], return_when='SOMETIMES')
+        pool = self.make_pool(1)
+
+        def bad_condition():
+            yield from betterconcurrent.yield_until_done([f], return_when='SOMETIMES')
+
+        with self.assertRaisesRegex(ValueError, 'Invalid return condition'):
+            pool.submit(bad_condition).result(timeout=TIMEOUT)
+
+    def test_nested_helper_generators(self):
+        pool = self.make_pool(1)
+
+        def wait_for_square(x):
+            f = pool.submit(pow, x, 2)
+            yield from f.yield_until_done()
+            return f.result()
+
+        def wait_for_both(a, b):
+            first = yield from wait_for_square(a)
+            waited = yield from betterconcurrent.yield_until_done(
+                [pool.submit(wait_for_square, b)])
+            (second,) = waited.done
+            return first + second.result()
+
+        def outer():
+            total = yield from wait_for_both(3, 4)
+            more = yield from wait_for_both(5, 12)
+            return total, more
+
+        self.assertEqual(pool.submit(outer).result(timeout=TIMEOUT), (25, 169))
+
+    # Only generator functions are driven.
+
+    def test_a_plain_function_returning_a_generator_is_not_driven(self):
+        pool = self.make_pool(1)
+        ran = []
+
+        def gen():
+            ran.append('driven')
+            yield 'first'
+
+        def plain():
+            return gen()
+
+        result = pool.submit(plain).result(timeout=TIMEOUT)
+        self.assertTrue(inspect.isgenerator(result))
+        self.assertEqual(ran, [])  # the generator's body never ran
+        self.assertEqual(list(result), ['first'])
+        expression = pool.submit(lambda: (x * x for x in range(3))).result(timeout=TIMEOUT)
+        self.assertEqual(list(expression), [0, 1, 4])
+
+    def test_waits_outside_a_driver_block(self):
+        # next() outside any task: the request is yielded, then the generator blocks until done.
+        f = betterconcurrent.Future()
+        waiting = f.yield_until_done()
+        self.assertTrue(inspect.isgenerator(waiting))
+        self.assertIn('wait request', repr(next(waiting)))
+        t = threading.Thread(target=f.set_result, args=(7,))
+        t.start()
+        with self.assertRaises(StopIteration):
+            next(waiting)
+        t.join(TIMEOUT)
+        self.assertTrue(f.done())
+        # yield_until_done(fs) outside a task is wait(), timeouts included.
+        g = betterconcurrent.Future()
+        done, not_done = result_of(betterconcurrent.yield_until_done([f, g], timeout=0.01))
+        self.assertEqual((done, not_done), ({f}, {g}))
+        waited = result_of(betterconcurrent.yield_until_done(
+            [f, g], return_when=betterconcurrent.FIRST_COMPLETED))
+        self.assertIsInstance(waited, _base.DoneAndNotDoneFutures)
+        self.assertEqual(waited.done, {f})
+
+    def test_plain_task_iterating_a_wait_blocks_until_done(self):
+        pool = self.make_pool(1)
+        other = betterconcurrent.Future()
+        got_request = threading.Event()
+
+        def plain():
+            for _ in other.yield_until_done():
+                got_request.set()
+            return other.done()
+
+        f = pool.submit(plain)
+        self.assertTrue(got_request.wait(TIMEOUT))
+        other.set_result(None)
+        self.assertIs(f.result(timeout=TIMEOUT), True)
+
+    # join, shutdown.
+
+    def test_join_waits_for_a_generator_task_tree_search(self):
+        # The original package's fire-and-forget tree search, with generator tasks: each node
+        # submits a task per child and nobody waits for the search; join() does. Here each node
+        # also waits cooperatively for its left child (on a bounded pool, blocking there could
+        # deadlock).
+        depth_limit = 6
+        nodes = 2 ** (depth_limit + 1) - 1  # 127
+        for target in ('LRRL', None):
+            with self.subTest(target=target):
+                pool = self.make_pool(2)
+                gate = betterconcurrent.Future()
+                self.addCleanup(lambda gate=gate: gate.done() or gate.set_result(None))
+                visited = []
+                found = []
+                lock = threading.Lock()
+
+                def node(path):
+                    with lock:
+                        visited.append(path)
+                        if path == target:
+                            found.append(path)
+                        if found or len(path) == depth_limit:
+                            return
+                    left = pool.submit(node, path + 'L')
+                    pool.submit(node, path + 'R')  # fire-and-forget
+                    yield from left.yield_until_done()
+
+                def root():
+                    yield from gate.yield_until_done()
+                    yield from node('')
+
+                pool.submit(root)
+                with self.assertRaises(TimeoutError):
+                    pool.join(timeout=0.05)  # the root is suspended on the gate
+                self.assertEqual(visited, [])
+                gate.set_result(None)
+                pool.join(timeout=TIMEOUT)
+                self.assertEqual(len(set(visited)), len(visited))
+                if target is None:
+                    self.assertEqual(found, [])
+                    self.assertEqual(len(visited), nodes)  # join() waited for every node
+                else:
+                    self.assertEqual(found, [target])
+                    self.assertIn(target, visited)
+                    self.assertLessEqual(len(visited), nodes)
+
+    def test_join_reports_unobserved_generator_task_errors(self):
+        pool = self.make_pool(1)
+
+        def fails():
+            inner = pool.submit(pow, 1, 1)
+            yield from inner.yield_until_done()
+            raise ValueError('nobody looked')
+
+        pool.submit(fails)
+        with self.assertRaises(betterconcurrent.UnobservedTaskErrors) as caught:
+            pool.join(timeout=TIMEOUT)
+        self.assertEqual([str(e) for e in caught.exception.exceptions], ['nobody looked'])
+
+    def test_shutdown_cancel_futures_lets_suspended_generator_tasks_finish(self):
+        pool = betterconcurrent.ThreadPoolExecutor(max_workers=1)
+        gate = betterconcurrent.Future()
+        release = threading.Event()
+        blocker_started = threading.Event()
+        try:
+            def suspended(submit_after):
+                yield from gate.yield_until_done()
+                if submit_after:
+                    pool.submit(pow, 1, 1)  # RuntimeError: the pool is shut down
+                return 'finished'
+
+            def blocker():
+                blocker_started.set()
+                return release.wait(TIMEOUT)
+
+            finishing = pool.submit(suspended, False)
+            submitting = pool.submit(suspended, True)
+            running = pool.submit(blocker)
+            # One worker: the blocker runs only once both generator tasks are suspended.
+            self.assertTrue(blocker_started.wait(TIMEOUT))
+            queued = pool.submit(pow, 2, 2)
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.assertTrue(queued.cancelled())
+            self.assertFalse(finishing.done())
+            gate.set_result(None)
+            release.set()
+            self.assertEqual(finishing.result(timeout=TIMEOUT), 'finished')
+            with self.assertRaisesRegex(RuntimeError, 'shutdown'):
+                submitting.result(timeout=TIMEOUT)
+            self.assertTrue(running.result(timeout=TIMEOUT))
+        finally:
+            release.set()
+            if not gate.done():
+                gate.set_result(None)
+            pool.shutdown(wait=True)
+
+    def test_pool_dropped_by_its_own_generator_task(self):
+        # The generator's frame holds the last reference to the pool: the executor is destroyed
+        # on its own worker when the generator returns (with the GIL; the C++ destructor then
+        # shuts down without waiting for itself), and the task's future still gets its result.
+        def owns_the_pool(holder):
+            pool = holder.pop()
+            inner = pool.submit(pow, 2, 5)
+            yield from inner.yield_until_done()
+            more = pool.submit(pow, 2, 6)
+            yield from betterconcurrent.yield_until_done([more])
+            return inner.result() + more.result()
+
+        for _ in range(5):
+            holder = [betterconcurrent.ThreadPoolExecutor(max_workers=1)]
+            f = holder[0].submit(owns_the_pool, holder)
+            self.assertEqual(f.result(timeout=TIMEOUT), 96)
+            self.assertEqual(holder, [])
+
+    def test_interpreter_exit_with_generator_tasks_suspended(self):
+        # The main thread ends while generator tasks are suspended: the exit waits for them,
+        # they resume on the workers (which take the GIL for it), their frames are destroyed
+        # there, and the process exits cleanly. (As in CPython, tasks cannot submit new tasks
+        # once the exit has begun.) The child inherits this process's environment, so under the
+        # sanitizer configs it is instrumented too.
+        script = textwrap.dedent("""
+            import atexit, betterconcurrent, threading
+
+            pool = betterconcurrent.ThreadPoolExecutor(max_workers=2)
+            release = threading.Event()
+            blocker = pool.submit(release.wait, 60)
+            results = []
+
+            def suspended(i, quick, started):
+                started.set()
+                yield from blocker.yield_until_done()
+                done, _ = yield from betterconcurrent.yield_until_done([blocker, quick])
+                results.append((i, len(done), quick.result()))
+
+            # Everything is submitted before the exit begins (then submit() raises).
+            for i in range(5):
+                started = threading.Event()
+                pool.submit(suspended, i, pool.submit(pow, i, 2), started)
+                assert started.wait(60)
+            # Runs after everything else: the executors' exit hook waited for the tasks.
+            atexit.register(lambda: print(sorted(results), flush=True))
+
+            def release_when_the_exit_shuts_the_pool_down():
+                pool._shutdown_called.wait()  # set by the exit hook's shutdown(wait=True)
+                release.set()
+
+            threading.Thread(target=release_when_the_exit_shuts_the_pool_down).start()
+        """)
+        child = subprocess.run([sys.executable, '-P', '-X', 'faulthandler', '-c', script],
+                               capture_output=True, text=True, timeout=TIMEOUT * 2)
+        self.assertEqual(child.returncode, 0, child.stderr)
+        self.assertEqual(child.stdout, '[%s]\n' % ', '.join(
+            '(%d, 2, %d)' % (i, i * i) for i in range(5)))
+        self.assertEqual(child.stderr, '')
+
+README = None  # README.md's path: the script's argument under Bazel
+
+
+class ReadmeTest(unittest.TestCase):
+    MARKER = '<!-- python example: run by python/binding_test.py (ReadmeTest) -->'
+
+    def test_readme_python_example_runs(self):
+        if README is None:
+            self.skipTest('README.md not given')
+        with open(README, encoding='utf-8') as f:
+            text = f.read()
+        self.assertEqual(text.count(self.MARKER), 1)
+        after = text.split(self.MARKER, 1)[1].lstrip('\n')
+        self.assertTrue(after.startswith('```python\n'), after[:40])
+        code = after[len('```python\n'):].split('\n```\n', 1)[0]
+        self.assertIn('yield from', code)
+        exec(compile(code, 'README.md example', 'exec'), {'__name__': 'readme_example'})
+
+
 if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1].endswith('README.md'):
+        README = sys.argv.pop(1)
     unittest.main(verbosity=2)

@@ -7,8 +7,10 @@
 //   - Python objects are touched only with the GIL held. Objects that C++ carries (results,
 //     exceptions, callables, arguments) are PyRefs, which take the GIL when they are copied or
 //     destroyed on whatever thread that happens.
-//   - Worker threads take the GIL only while they run Python code (a task, a done callback, the
-//     initializer, a log record).
+//   - Worker threads take the GIL only while they run Python code (a task, one step of a
+//     generator task, a done callback, the initializer, a log record).
+//   - A generator task (drive_generator below) is a C++ coroutine: it holds the GIL only within
+//     a step, never across a co_await, since it may resume on another thread.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -23,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "executor/task.h"
 #include "executor/thread_pool_executor.h"
 #include "future/exceptions.h"
 #include "future/future.h"
@@ -332,21 +335,250 @@ ReturnWhen to_return_when(const std::string& s) {
   throw py::value_error("Invalid return condition: " + s);
 }
 
-py::object py_wait(const py::iterable& fs, const py::object& timeout,
-                   const std::string& return_when) {
-  FutureSet set(fs);
-  const Timeout t = to_timeout(timeout);
-  const ReturnWhen when = to_return_when(return_when);
-  DoneAndNotDoneFutures<PyFutureHandle> result;
-  {
-    py::gil_scoped_release release;
-    result = wait(set.handles, t, when);
-  }
+// wait()'s answer as Python's DoneAndNotDoneFutures of the objects in `set`. The GIL is held.
+py::object done_and_not_done(const FutureSet& set,
+                             const DoneAndNotDoneFutures<PyFutureHandle>& result) {
   py::set done;
   py::set not_done;
   for (const PyFutureHandle& f : result.done) done.add(set.object_of(f));
   for (const PyFutureHandle& f : result.not_done) not_done.add(set.object_of(f));
   return py::reinterpret_borrow<py::object>(classes.done_and_not_done)(done, not_done);
+}
+
+// wait() on the futures of `set`, with the GIL released while it waits. The GIL is held.
+py::object wait_on(const FutureSet& set, const Timeout& timeout, ReturnWhen when) {
+  DoneAndNotDoneFutures<PyFutureHandle> result;
+  {
+    py::gil_scoped_release release;
+    result = wait(set.handles, timeout, when);
+  }
+  return done_and_not_done(set, result);
+}
+
+py::object py_wait(const py::iterable& fs, const py::object& timeout,
+                   const std::string& return_when) {
+  FutureSet set(fs);
+  const Timeout t = to_timeout(timeout);
+  const ReturnWhen when = to_return_when(return_when);
+  return wait_on(set, t, when);
+}
+
+// The wait requests that the generators of Future.yield_until_done() and
+// betterconcurrent.yield_until_done(fs, ...) yield. The driver of generator tasks
+// (drive_generator) recognises them and waits cooperatively. When something else iterates the
+// generator (next() outside a task, a plain task looping over it), the request is just a value
+// it passes over; the generator then finishes the wait itself, blocking like wait() (finish()
+// and outcome() below), so that its promise (done() is true, or wait()'s answer) holds anyway.
+
+// What Future.yield_until_done() yields.
+struct PyFutureWait {
+  explicit PyFutureWait(const py::object& future) : f(handle_of(future)) {}
+
+  // Returns once the future is done: at once after the driver's wait; otherwise blocks like
+  // wait([f]) (InvalidStateError in a task that would wait for its own future). The GIL is held.
+  void finish() const {
+    if (f.done()) return;
+    py::gil_scoped_release release;
+    wait(std::vector<PyFutureHandle>{f});
+  }
+
+  PyFutureHandle f;
+};
+
+// What betterconcurrent.yield_until_done(fs, timeout, return_when) yields. Made (and
+// return_when validated) when yield_until_done() is called, as wait() validates its arguments.
+struct PyWaitAll {
+  PyWaitAll(const py::iterable& fs, const py::object& timeout, const std::string& return_when)
+      : set(fs), timeout(to_timeout(timeout)), when(to_return_when(return_when)) {}
+
+  // The driver's answer if it waited, else wait()'s (counting the timeout from now). The GIL is
+  // held.
+  py::object outcome() {
+    if (!answer.is_none()) return std::exchange(answer, py::none());
+    return wait_on(set, timeout, when);
+  }
+
+  FutureSet set;
+  Timeout timeout;
+  ReturnWhen when;
+  py::object answer = py::none();  // set by the driver once its cooperative wait returns
+};
+
+// Generator tasks: submit(fn) where inspect.isgeneratorfunction(fn) (the package decides, as the
+// original betterconcurrent does) runs drive_generator, a C++ coroutine task (Task<PyRef>) that
+// steps the generator fn(*args, **kwargs) with the GIL held and waits, with the GIL released,
+// wherever the generator yields a wait request:
+//   - PyFutureWait (from `yield from f.yield_until_done()`): co_await f.yield_until_done(), then
+//     send None;
+//   - PyWaitAll (from `yield from betterconcurrent.yield_until_done(fs, ...)`):
+//     co_await yield_until_done(fs, timeout, return_when), then send the DoneAndNotDoneFutures
+//     (also left on the request, which the generator returns);
+//   - anything else: the generator is closed and the task fails with TypeError.
+// If the wait itself throws (InvalidStateError when a task waits for its own future), the
+// exception is thrown into the generator at its yield, where it can be caught. The generator's
+// return value is the future's result; what it raises is the future's exception (a PyError,
+// as for plain tasks). The GIL is never held across a co_await: every Gil below lives in a
+// block that ends before the next suspension.
+
+// What one step of a generator produced: the value it yielded, or the value it returned.
+struct GeneratorStep {
+  bool returned = false;
+  PyRef value;
+};
+
+// Resumes `gen` by sending `value` into it (PyIter_Send), or, if `thrown` is not null, by
+// throwing `thrown` into it (gen.throw). Throws PyError with what the generator raised. The GIL
+// is held.
+GeneratorStep resume_generator(PyObject* gen, PyObject* value, PyObject* thrown) {
+  PyObject* out = nullptr;
+  if (thrown == nullptr) {
+    switch (PyIter_Send(gen, value != nullptr ? value : Py_None, &out)) {
+      case PYGEN_RETURN:
+        return {true, PyRef::steal(out)};
+      case PYGEN_NEXT:
+        return {false, PyRef::steal(out)};
+      case PYGEN_ERROR:
+        break;
+    }
+    throw PyError::fetch();
+  }
+  out = PyObject_CallMethod(gen, "throw", "(O)", thrown);
+  if (out != nullptr) return {false, PyRef::steal(out)};
+  if (!PyErr_ExceptionMatches(PyExc_StopIteration)) throw PyError::fetch();
+  // The generator returned: gen.throw() raised StopIteration(value).
+  PyError stop = PyError::fetch();
+  PyObject* returned = PyObject_GetAttrString(stop.exception().get(), "value");
+  if (returned == nullptr) throw PyError::fetch();
+  return {true, PyRef::steal(returned)};
+}
+
+// The Python exception object for a C++ exception, as a PyRef; if making it fails, the error
+// that failure raised. The GIL is held.
+PyRef exception_ref(const std::exception_ptr& e) {
+  try {
+    return PyRef::borrow(exception_object(e).ptr());
+  } catch (py::error_already_set& failed) {
+    return PyRef::borrow(failed.value().ptr());
+  }
+}
+
+// The failure of a generator that yielded `yielded`, which is not a wait request: closes the
+// generator and returns the TypeError to fail the task with (or, if close() raised, what it
+// raised, with the TypeError as its __context__). The GIL is held.
+PyError bad_yield(PyObject* gen, PyObject* yielded) {
+  PyObject* error = PyObject_CallFunction(
+      PyExc_TypeError, "s",
+      ("a generator task yielded a value of type '" + std::string(_PyType_Name(Py_TYPE(yielded))) +
+       "', which is not a wait request: wait with `yield from fut.yield_until_done()` or "
+       "`yield from betterconcurrent.yield_until_done(fs)`, and return the task's result "
+       "with `return`")
+          .c_str());
+  if (error == nullptr) return PyError::fetch();
+  PyRef type_error = PyRef::steal(error);
+  PyObject* closed = PyObject_CallMethod(gen, "close", nullptr);
+  if (closed != nullptr) {
+    Py_DECREF(closed);
+    return PyError(std::move(type_error));
+  }
+  PyError close_error = PyError::fetch();
+  PyException_SetContext(close_error.exception().get(), type_error.new_reference());
+  return close_error;
+}
+
+// Thrown where a generator task would have to take the GIL while the interpreter finalizes
+// (only the finalizing thread may): the task fails without running Python code.
+[[noreturn]] void throw_finalizing() {
+  throw std::runtime_error("the Python interpreter is finalizing: a generator task cannot resume");
+}
+
+Task<PyRef> drive_generator(PyRef fn, PyRef args, PyRef kwargs) {
+  PyRef gen;
+  {
+    if (!may_take_gil()) throw_finalizing();
+    Gil gil;
+    PyObject* made = PyObject_Call(fn.get(), args.get(), kwargs.get());
+    // As for plain tasks, the callable and its arguments die once they have run.
+    fn.reset();
+    args.reset();
+    kwargs.reset();
+    if (made == nullptr) throw PyError::fetch();
+    gen = PyRef::steal(made);
+    // Not a generator after all (inspect.isgeneratorfunction is a guess about what a call
+    // returns): the object is the result, as for a plain task.
+    if (!PyGen_Check(made)) co_return std::move(gen);
+  }
+  PyRef to_send;                // sent at the next step (null: None)
+  std::exception_ptr to_throw;  // thrown into the generator at the next step instead
+  while (true) {
+    std::optional<PyFutureHandle> future;  // the request: one future...
+    PyRef wait_all;                        // ...or a PyWaitAll
+    std::vector<PyFutureHandle> futures;   // its futures, timeout and return_when
+    Timeout timeout;
+    ReturnWhen when = ALL_COMPLETED;
+    {
+      if (!may_take_gil()) throw_finalizing();
+      Gil gil;
+      try {
+        PyRef thrown;
+        if (to_throw) thrown = exception_ref(std::exchange(to_throw, nullptr));
+        GeneratorStep step = resume_generator(gen.get(), to_send.get(), thrown.get());
+        to_send.reset();
+        if (step.returned) {
+          gen.reset();
+          co_return std::move(step.value);
+        }
+        py::handle yielded(step.value.get());
+        if (py::isinstance<PyFutureWait>(yielded)) {
+          future.emplace(yielded.cast<const PyFutureWait&>().f);
+        } else if (py::isinstance<PyWaitAll>(yielded)) {
+          const auto& request = yielded.cast<const PyWaitAll&>();
+          futures = request.set.handles;
+          timeout = request.timeout;
+          when = request.when;
+          wait_all = std::move(step.value);
+        } else {
+          throw bad_yield(gen.get(), step.value.get());
+        }
+      } catch (py::error_already_set& error) {
+        error.restore();
+        throw PyError::fetch();
+      }
+    }
+    // The GIL is released: wait cooperatively.
+    if (future) {
+      try {
+        co_await future->yield_until_done();
+      } catch (const InvalidStateError&) {
+        // The core's message speaks of co_await; say it in the generator's terms.
+        to_throw = std::make_exception_ptr(
+            InvalidStateError("a generator task cannot wait for its own future "
+                              "(yield from fut.yield_until_done()): it would wait forever"));
+      } catch (...) {
+        to_throw = std::current_exception();
+      }
+      continue;
+    }
+    std::optional<DoneAndNotDoneFutures<PyFutureHandle>> result;
+    try {
+      result.emplace(co_await yield_until_done(futures, timeout, when));
+    } catch (...) {
+      to_throw = std::current_exception();
+    }
+    futures.clear();
+    if (!result) continue;
+    if (!may_take_gil()) throw_finalizing();
+    Gil gil;
+    try {
+      auto& request = py::handle(wait_all.get()).cast<PyWaitAll&>();
+      request.answer = done_and_not_done(request.set, *result);
+      to_send = PyRef::borrow(request.answer.ptr());
+    } catch (py::error_already_set& error) {
+      error.restore();
+      throw PyError::fetch();
+    }
+    result.reset();
+    wait_all.reset();
+  }
 }
 
 // The iterator of as_completed(): the C++ range, started by the first next().
@@ -424,6 +656,17 @@ class PyMapIterator {
 };
 
 // betterconcurrent.ThreadPoolExecutor: the C++ pool.
+// Submits fn(*args, **kwargs) to `pool`: a plain task, or with `generator` a generator task.
+// The GIL is held; it is released while submitting.
+PyFutureHandle submit_to(ThreadPoolExecutor& pool, PyRef fn, PyRef args, PyRef kwargs,
+                         bool generator) {
+  py::gil_scoped_release release;
+  if (generator) {
+    return pool.submit(&drive_generator, std::move(fn), std::move(args), std::move(kwargs));
+  }
+  return pool.submit(PyCall(std::move(fn), std::move(args), std::move(kwargs)));
+}
+
 class PyThreadPoolExecutor {
  public:
   PyThreadPoolExecutor(const py::object& max_workers, const std::string& thread_name_prefix,
@@ -451,29 +694,26 @@ class PyThreadPoolExecutor {
     pool_.reset();  // shutdown(wait=True), which waits for the tasks (they need the GIL)
   }
 
-  PyFuture submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs) {
-    PyCall call(PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()),
-                kwargs.empty() ? PyRef() : PyRef::borrow(kwargs.ptr()));
+  // `generator`: fn is a generator function (the package asks inspect.isgeneratorfunction),
+  // whose generator is driven cooperatively (drive_generator).
+  PyFuture submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs,
+                  bool generator) {
     std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
-    std::optional<PyFutureHandle> f;
-    {
-      py::gil_scoped_release release;
-      f.emplace(pool->submit(std::move(call)));
-    }
-    return PyFuture(std::move(*f));  // with the GIL: PyFuture holds Python objects
+    PyFutureHandle f = submit_to(*pool, PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()),
+                                 kwargs.empty() ? PyRef() : PyRef::borrow(kwargs.ptr()), generator);
+    return PyFuture(std::move(f));  // with the GIL: PyFuture holds Python objects
   }
 
   PyMapIterator map(const py::object& fn, const py::args& iterables, const py::object& timeout,
-                    int chunksize) {
+                    int chunksize, bool generator) {
     if (chunksize < 1) throw py::value_error("chunksize must be >= 1.");
     const detail::Deadline deadline = detail::Deadline::after(to_timeout(timeout));
     std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
     std::vector<PyFutureHandle> futures;
     py::object zipped = py::module_::import("builtins").attr("zip")(*iterables);
     for (py::handle args : zipped) {
-      PyCall call(PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()), PyRef());
-      py::gil_scoped_release release;
-      futures.push_back(pool->submit(std::move(call)));
+      futures.push_back(
+          submit_to(*pool, PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()), PyRef(), generator));
     }
     return PyMapIterator(std::make_unique<MapResults<PyRef>>(std::move(futures), deadline));
   }
@@ -652,6 +892,22 @@ PYBIND11_MODULE(_betterconcurrent, m) {
       .def("acquire", [](const PyFutureCondition&, const py::args&) { return true; })
       .def("release", [](const PyFutureCondition&) {});
 
+  // The wait requests of generator tasks (see drive_generator); the package's generators make
+  // and yield them.
+  py::class_<PyFutureWait>(m, "_FutureWait")
+      .def(py::init<const py::object&>(), py::arg("future"))
+      .def("_finish", &PyFutureWait::finish)
+      .def("__repr__", [](const py::object&) {
+        return "<betterconcurrent wait request of `yield from fut.yield_until_done()`>";
+      });
+  py::class_<PyWaitAll>(m, "_WaitAll")
+      .def(py::init<const py::iterable&, const py::object&, const std::string&>(), py::arg("fs"),
+           py::arg("timeout") = py::none(), py::arg("return_when") = "ALL_COMPLETED")
+      .def("_outcome", &PyWaitAll::outcome)
+      .def("__repr__", [](const py::object&) {
+        return "<betterconcurrent wait request of `yield from yield_until_done(fs)`>";
+      });
+
   py::class_<PyAsCompleted>(m, "_AsCompletedIterator")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &PyAsCompleted::next);
@@ -674,9 +930,10 @@ PYBIND11_MODULE(_betterconcurrent, m) {
       // thread.py gives it Python's signature, submit(fn, /, *args, **kwargs): pybind11 cannot
       // pass keyword arguments named like its positional-only ones (`self=`, `fn=`) to **kwargs.
       .def("_submit", &PyThreadPoolExecutor::submit, py::arg("fn"), py::arg("args"),
-           py::arg("kwargs"))
+           py::arg("kwargs"), py::arg("generator") = false)
+      // thread.py's map() passes _generator=inspect.isgeneratorfunction(fn).
       .def("map", &PyThreadPoolExecutor::map, py::arg("fn"), py::kw_only(),
-           py::arg("timeout") = py::none(), py::arg("chunksize") = 1)
+           py::arg("timeout") = py::none(), py::arg("chunksize") = 1, py::arg("_generator") = false)
       .def("shutdown", &PyThreadPoolExecutor::shutdown, py::arg("wait") = true, py::kw_only(),
            py::arg("cancel_futures") = false)
       .def("join", &PyThreadPoolExecutor::join, py::arg("timeout") = py::none())

@@ -3,6 +3,18 @@
 The same names as concurrent.futures. Future, ThreadPoolExecutor, wait and as_completed are the
 C++ port's (the extension module _betterconcurrent); the exception classes are the standard
 library's own, so `except concurrent.futures.CancelledError` catches ours.
+
+Generator tasks: a generator function submitted to ThreadPoolExecutor runs cooperatively. It
+waits with `yield from fut.yield_until_done()` or `yield from yield_until_done(fs)` (wait()'s
+answer), which suspend the task, not its worker thread, so fork-join recursion never deadlocks
+on a bounded pool; what it returns is its future's result:
+
+    def fib(pool, n):
+        if n < 2:
+            return n
+        a, b = pool.submit(fib, pool, n - 1), pool.submit(fib, pool, n - 2)
+        yield from betterconcurrent.yield_until_done([a, b])
+        return a.result() + b.result()
 """
 
 from betterconcurrent._base import (
@@ -18,6 +30,7 @@ from betterconcurrent._base import (
     UnobservedTaskErrors,
     as_completed,
     wait,
+    yield_until_done,
 )
 from betterconcurrent.process import ProcessPoolExecutor
 from betterconcurrent.thread import ThreadPoolExecutor
@@ -34,6 +47,7 @@ __all__ = (
     'Executor',
     'wait',
     'as_completed',
+    'yield_until_done',
     'ProcessPoolExecutor',
     'ThreadPoolExecutor',
 )

@@ -2,6 +2,8 @@
 
 The exception classes and DoneAndNotDoneFutures are the standard library's own objects. Future,
 wait and as_completed come from the extension. Executor is the abstract base class.
+betterconcurrent adds Future.yield_until_done() and yield_until_done(fs, ...), the cooperative
+waits of generator tasks.
 """
 
 import concurrent.futures._base as _std
@@ -46,6 +48,48 @@ UnobservedTaskErrors = _core.UnobservedTaskErrors
 Future = _core.Future
 wait = _core.wait
 as_completed = _core.as_completed
+
+
+# Cooperative waiting. A generator function submitted to ThreadPoolExecutor (one for which
+# inspect.isgeneratorfunction(fn) is true, as in the original betterconcurrent) runs as a
+# generator task: the C++ scheduler steps the generator and, wherever it does
+# `yield from fut.yield_until_done()` or `yield from yield_until_done(fs)`, suspends it without
+# blocking the worker thread, which runs other tasks meanwhile. The generator's return value is
+# the future's result. The generators below yield wait requests that the scheduler recognises;
+# iterated by anything else (next() outside a task, a plain function looping over them), they
+# block like wait() instead, so their promises hold everywhere.
+
+def _future_yield_until_done(self):
+    """Waits until this future is done: `yield from fut.yield_until_done()`.
+
+    In a generator task, suspends the task (its worker runs other tasks meanwhile) and resumes
+    it once the future is done; elsewhere, blocks like wait([fut]). Either way the expression
+    evaluates to None and fut.done() is True afterwards, so fut.result() does not block.
+    A task that waits for its own future gets InvalidStateError there.
+    """
+    request = _core._FutureWait(self)
+    yield request
+    request._finish()
+
+
+Future.yield_until_done = _future_yield_until_done
+
+
+def _wait_all_generator(request):
+    yield request
+    return request._outcome()
+
+
+def yield_until_done(fs, timeout=None, return_when=ALL_COMPLETED):
+    """wait(fs, timeout, return_when) for generator tasks: `yield from yield_until_done(fs)`.
+
+    Returns a generator whose `yield from` evaluates to wait()'s DoneAndNotDoneFutures, with
+    wait()'s semantics (timeout in seconds counted from when the wait starts, None for no
+    limit; return_when is FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED, checked here as
+    wait() checks it). In a generator task the task is suspended instead of its worker thread;
+    elsewhere the generator blocks like wait().
+    """
+    return _wait_all_generator(_core._WaitAll(fs, timeout, return_when))
 
 
 class Executor:

@@ -3,10 +3,12 @@
 Workers take the GIL only to run Python code; every C++ wait releases it. betterconcurrent adds
 join(timeout=None): it waits until no task is queued, running or suspended (subtasks that tasks
 submit included), then raises UnobservedTaskErrors if tasks failed and nobody looked at their
-futures.
+futures. And generator tasks: submit(fn) with a generator function runs the generator
+cooperatively on the C++ scheduler (see submit()).
 """
 
 import atexit
+import inspect as _inspect
 import os
 import concurrent.futures.thread as _std_thread
 import threading
@@ -91,12 +93,26 @@ class ThreadPoolExecutor(_core.ThreadPoolExecutor, _base.Executor):
         weakref.finalize(self, self._shutdown_called.set)
 
     def submit(self, fn, /, *args, **kwargs):
-        """Schedules fn(*args, **kwargs) on the pool and returns its Future."""
+        """Schedules fn(*args, **kwargs) on the pool and returns its Future.
+
+        If fn is a generator function (inspect.isgeneratorfunction(fn)), the task is a generator
+        task: the generator fn(*args, **kwargs) runs cooperatively, suspending (without holding
+        its worker thread) at each `yield from fut.yield_until_done()` or
+        `yield from betterconcurrent.yield_until_done(fs)`, and its return value is the future's
+        result. Yielding anything else fails the task with TypeError.
+        """
         if _interpreter_shutdown:
             raise RuntimeError('cannot schedule new futures after interpreter shutdown')
-        return self._submit(fn, args, kwargs)
+        return self._submit(fn, args, kwargs, _inspect.isgeneratorfunction(fn))
 
-    map = _core.ThreadPoolExecutor.map
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """Submits fn for each zipped argument tuple at once; returns the results in order.
+
+        A generator function runs as generator tasks, as with submit().
+        """
+        return _core.ThreadPoolExecutor.map(self, fn, *iterables, timeout=timeout,
+                                            chunksize=chunksize,
+                                            _generator=_inspect.isgeneratorfunction(fn))
     join = _core.ThreadPoolExecutor.join
 
     def shutdown(self, wait=True, *, cancel_futures=False):
