@@ -49,7 +49,9 @@ concept DecayCopyable = (std::constructible_from<std::decay_t<Ts>, Ts> && ...) &
 // fn(args...) can be submitted to an executor: submit() decay-copies fn and every argument
 // (so each must be constructible from what is passed, and movable), and invokes the copies
 // as rvalues, as std::invoke(std::move(fn), std::move(args)...). To pass an argument by
-// reference, wrap it in std::ref or std::cref.
+// reference, wrap it in std::ref or std::cref. The copies are destroyed on a worker, where an
+// exception would have nowhere to go, so their destructors must not throw (std::destructible,
+// which std::constructible_from requires).
 template <typename Fn, typename... Args>
 concept Submittable =
     std::invocable<std::decay_t<Fn>, std::decay_t<Args>...> && detail::DecayCopyable<Fn, Args...>;

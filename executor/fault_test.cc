@@ -251,6 +251,55 @@ TEST(ThrowingMove, UnobservedMoveFailureIsReportedByJoin) {
 // ---------------------------------------------------------------------------------------------
 // Throwing callbacks and log handlers never escape a worker
 
+// A coroutine's cleanup that throws. A local whose destructor throws as the body ends throws
+// inside the body, so the task fails with it. A parameter is destroyed with the frame, after
+// the outcome is stored: what it throws is logged, and the result stands.
+struct ThrowsWhenDestroyed {
+  // Implicit: the coroutine makes its parameter from the int that submit() was given.
+  ThrowsWhenDestroyed(int n) : armed(n != 0) {}  // NOLINT(google-explicit-constructor)
+  ThrowsWhenDestroyed(ThrowsWhenDestroyed&& other) noexcept : armed(other.armed) {
+    other.armed = false;
+  }
+  ~ThrowsWhenDestroyed() noexcept(false) {
+    if (armed) throw std::runtime_error("cleanup failed");
+  }
+  bool armed;
+};
+
+Task<int> with_throwing_local(int n) {
+  ThrowsWhenDestroyed local(n);
+  co_return n;
+}
+
+Task<int> with_throwing_parameter(ThrowsWhenDestroyed parameter) { co_return parameter.armed; }
+
+TEST(ThrowingCleanup, CoroutineLocalWhoseDestructorThrowsFailsTheTask) {
+  auto pool = ThreadPoolExecutor::create(1);
+  auto f = pool->submit(with_throwing_local, 1);
+  EXPECT_THROW(
+      {
+        try {
+          f.result(kLong);
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "cleanup failed");
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_EQ(pool->submit(with_throwing_local, 0).result(kLong), 0);
+}
+
+TEST(ThrowingCleanup, CoroutineParameterWhoseDestructorThrowsIsLoggedAndTheResultKept) {
+  LogCapture logs;
+  auto pool = ThreadPoolExecutor::create(1);
+  // The argument is an int; the coroutine makes the throwing parameter from it.
+  auto f = pool->submit(with_throwing_parameter, 1);
+  EXPECT_EQ(f.result(kLong), 1);
+  pool->join(kLong);  // the frame is gone once the task is no longer outstanding
+  EXPECT_EQ(logs.count("exception while destroying a coroutine task's frame"), 1);
+  EXPECT_EQ(pool->submit([] { return 2; }).result(kLong), 2);  // the worker lives on
+}
+
 TEST(ThrowingCallbacks, AreLoggedAndTheWorkerKeepsRunning) {
   LogCapture logs;
   auto pool = ThreadPoolExecutor::create(1);

@@ -181,6 +181,16 @@ struct MoveOnlyFn {
 };
 static_assert(CanSubmit<MoveOnlyFn>);
 static_assert(!CanSubmit<MoveOnlyFn&>);
+// A callable or an argument whose destructor may throw: a worker destroys them, and its
+// exception would have nowhere to go.
+struct ThrowingDestructor {
+  ~ThrowingDestructor() noexcept(false) {}
+  int operator()() { return 1; }
+};
+using ThrowingDestructorFn = int (*)(ThrowingDestructor);
+static_assert(!CanSubmit<ThrowingDestructor>, "callable whose destructor may throw");
+static_assert(!CanSubmit<ThrowingDestructorFn, ThrowingDestructor>,
+              "argument whose destructor may throw");
 
 static_assert(CanMap<IntFn, Ints>);
 static_assert(CanMap<IntFn, const Ints&>);

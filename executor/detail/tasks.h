@@ -152,19 +152,31 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
       complete_task(*this, external, scheduler_,
                     [&]() -> R { return std::move(*promise.value()); });
     }
-    handle_.destroy();
-    handle_ = {};
+    destroy_frame();
     fn_.reset();
     scheduler_.task_ended(*this);
   }
 
  protected:
   void destroy() noexcept override {
-    if (handle_) handle_.destroy();  // a coroutine abandoned mid-way (never in normal runs)
+    destroy_frame();  // a coroutine abandoned mid-way (never in normal runs)
     delete this;
   }
 
  private:
+  // Destroys the coroutine frame, if any. The task's outcome is already decided, so what the
+  // destruction throws (a parameter whose destructor may throw: submit() rejects only the
+  // arguments' own types, not what the coroutine converts them to) is logged.
+  void destroy_frame() noexcept {
+    if (!handle_) return;
+    try {
+      std::exchange(handle_, {}).destroy();
+    } catch (...) {
+      log(LogLevel::kError, "exception while destroying a coroutine task's frame",
+          std::current_exception());
+    }
+  }
+
   std::optional<Fn> fn_;
   Scheduler& scheduler_;
   std::coroutine_handle<TaskPromise<R>> handle_;
