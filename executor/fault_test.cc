@@ -6,6 +6,7 @@
 // can be armed, per thread, to throw std::bad_alloc on a chosen upcoming call.
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -23,9 +24,11 @@
 #include "future/exceptions.h"
 #include "future/future.h"
 #include "future/log.h"
+#include "future/wait.h"
 #include "gtest/gtest.h"
 #include "testing/failing_new.h"
 #include "testing/log_capture.h"
+#include "testing/pool.h"
 
 namespace betterconcurrent {
 namespace {
@@ -197,6 +200,103 @@ TEST(AllocationFailure, SubtaskSubmitFromWorker) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Every allocation of a whole workload, on any thread, failing in turn
+
+Task<long> sweep_fib(Executor* ex, int n) {
+  if (n < 2) co_return n;
+  auto a = ex->submit(sweep_fib, ex, n - 1);
+  auto b = ex->submit(sweep_fib, ex, n - 2);
+  std::vector<Future<long>> both{a, b};
+  co_await yield_until_done(both);
+  co_return a.result() + b.result();
+}
+
+// One run of a workload that exercises submit, coroutines with cooperative waits (one timed,
+// on a hand-made future), subtasks, done callbacks, map and join, while allocation number `n`
+// of the process fails. Returns what broke an invariant (empty if nothing) and sets `injected`.
+// Any call may throw: a submit that throws accepted nothing, and anything else that throws is
+// a task's or a call's outcome.
+// Invariants: nothing hangs (every wait is bounded), every accepted future ends, a callback
+// registered on one runs exactly once, and the pool stays usable once the fault is past.
+std::string run_workload_failing_allocation(long n, bool& injected) {
+  std::string problems;
+  auto pool = ThreadPoolExecutor::create(2);
+  Executor* ex = pool.get();
+  std::vector<AnyFuture> accepted;
+  std::atomic<int> callbacks{0};
+  int callbacks_registered = 0;
+  Future<int> hand_made;
+  {
+    test_util::FailProcessAllocation fail(n);
+    // A step that throws (std::bad_alloc, std::system_error, a task's bad_alloc rethrown by
+    // map(), UnobservedTaskErrors from join()) has an allowed outcome; the checks come after.
+    auto attempt = [](auto&& step) {
+      try {
+        step();
+      } catch (...) {
+      }
+    };
+    attempt([&] {
+      auto f = pool->submit([] { return 1; });
+      accepted.emplace_back(f);
+      f.add_done_callback([&callbacks](const Future<int>&) { callbacks.fetch_add(1); });
+      ++callbacks_registered;
+    });
+    attempt([&] { accepted.emplace_back(pool->submit(sweep_fib, ex, 6)); });
+    attempt([&] {
+      accepted.emplace_back(pool->submit([hand_made]() -> Task<int> {
+        std::vector<Future<int>> fs{hand_made};
+        co_await yield_until_done(fs, std::chrono::milliseconds(1));
+        co_await hand_made.yield_until_done();
+        co_return hand_made.result();
+      }));
+    });
+    attempt([&] {
+      for (const int& r : pool->map([](int x) { return x * x; }, std::vector<int>{1, 2, 3})) {
+        (void)r;
+      }
+    });
+    attempt([&] { hand_made.set_result(5); });
+    attempt([&] { pool->join(kLong); });
+    injected = fail.injected();
+  }
+  if (!hand_made.done()) hand_made.set_result(5);  // if setting it failed above
+  try {
+    pool->join(kLong);
+  } catch (const TimeoutError&) {
+    problems += "join() did not return; ";
+  } catch (...) {
+    // Unobserved task errors (a task that failed to allocate): reported, as they must be.
+  }
+  for (AnyFuture& f : accepted) {
+    if (!f.done()) problems += "an accepted future never ended; ";
+  }
+  if (callbacks.load() != callbacks_registered) problems += "a done callback did not run once; ";
+  try {
+    if (pool->submit([] { return 2; }).result(kLong) != 2) problems += "the pool is unusable; ";
+  } catch (const std::exception& e) {
+    problems += std::string("the pool is unusable: ") + e.what() + "; ";
+  }
+  if (!test_util::join_and_destroy(std::move(pool))) problems += "teardown hung; ";
+  return problems;
+}
+
+TEST(AllocationFailure, EveryAllocationOfAWorkloadOnAnyThreadFailsInTurn) {
+  long points = 0;
+  for (long n = 0; n < 5000; ++n) {
+    bool injected = false;
+    std::string problems = run_workload_failing_allocation(n, injected);
+    EXPECT_EQ(problems, "") << "allocation " << n;
+    if (!injected) break;  // the workload made fewer than n + 1 allocations: all covered
+    ++points;
+  }
+  // Timing moves allocations between threads, so the count varies a little from run to run.
+  EXPECT_GT(points, 50) << "the workload allocates more than that";
+  RecordProperty("fault_points", static_cast<int>(points));
+  std::printf("allocation sweep: %ld fault points, each with the invariants held\n", points);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Results that cannot be moved into their future
 
 struct MoveBomb {
@@ -290,6 +390,11 @@ TEST(ThrowingCleanup, CoroutineLocalWhoseDestructorThrowsFailsTheTask) {
 }
 
 TEST(ThrowingCleanup, CoroutineParameterWhoseDestructorThrowsIsLoggedAndTheResultKept) {
+#if defined(__SANITIZE_ADDRESS__)
+  // GCC (at -O1 and above) does not free a coroutine frame whose destruction throws; the README
+  // documents that leak, which LeakSanitizer would report at exit.
+  GTEST_SKIP() << "the frame of this coroutine is leaked by design (see README)";
+#endif
   LogCapture logs;
   auto pool = ThreadPoolExecutor::create(1);
   // The argument is an int; the coroutine makes the throwing parameter from it.

@@ -1,5 +1,6 @@
 #include "testing/failing_new.h"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
@@ -8,8 +9,17 @@ namespace {
 
 thread_local long t_allocations_before_failure = -1;  // -1: never fail
 thread_local bool t_failure_injected = false;
+// Process-wide: negative means disarmed. Each allocation decrements it while it is not
+// negative; the one that takes it from 0 to -1 fails.
+std::atomic<long> g_allocations_before_failure{-1};
+std::atomic<bool> g_failure_injected{false};
 
 void* allocate(std::size_t size) {
+  if (g_allocations_before_failure.load(std::memory_order_relaxed) >= 0 &&
+      g_allocations_before_failure.fetch_sub(1, std::memory_order_acq_rel) == 0) {
+    g_failure_injected.store(true);
+    throw std::bad_alloc();
+  }
   if (t_allocations_before_failure == 0) {
     t_allocations_before_failure = -1;
     t_failure_injected = true;
@@ -36,6 +46,9 @@ void set_countdown(long n) noexcept { t_allocations_before_failure = n; }
 long countdown() noexcept { return t_allocations_before_failure; }
 void clear_injected() noexcept { t_failure_injected = false; }
 bool injected() noexcept { return t_failure_injected; }
+void set_process_countdown(long n) noexcept { g_allocations_before_failure.store(n); }
+void clear_process_injected() noexcept { g_failure_injected.store(false); }
+bool process_injected() noexcept { return g_failure_injected.load(); }
 
 }  // namespace betterconcurrent::test_util::failing_new_detail
 

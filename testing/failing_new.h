@@ -1,6 +1,6 @@
 // Test helper: allocation-failure injection. Linking //testing:failing_new replaces the global
-// operator new (and delete) of the test binary with one that can be armed, per thread, to throw
-// std::bad_alloc on a chosen upcoming allocation.
+// operator new (and delete) of the test binary with one that can be armed, per thread or for
+// the whole process, to throw std::bad_alloc on a chosen upcoming allocation.
 #ifndef BETTERCONCURRENT_TESTING_FAILING_NEW_H_
 #define BETTERCONCURRENT_TESTING_FAILING_NEW_H_
 
@@ -13,6 +13,10 @@ long countdown() noexcept;
 // Whether the armed allocation of this thread has failed since it was last armed.
 void clear_injected() noexcept;
 bool injected() noexcept;
+// The same, counted over every thread of the process.
+void set_process_countdown(long n) noexcept;
+void clear_process_injected() noexcept;
+bool process_injected() noexcept;
 }  // namespace failing_new_detail
 
 // While alive, the allocation number `n` (0-based) of the calling thread fails with
@@ -32,6 +36,23 @@ class FailAllocation {
   // Whether the calling thread's allocator is disarmed (the armed allocation happened, or none
   // is armed).
   static bool fired() { return failing_new_detail::countdown() < 0; }
+};
+
+// While alive, the allocation number `n` (0-based) made by any thread of the process after
+// construction fails with std::bad_alloc, then the allocator disarms itself; disarms when it
+// ends. For sweeping every allocation of a workload that runs on several threads.
+class FailProcessAllocation {
+ public:
+  explicit FailProcessAllocation(long n) {
+    failing_new_detail::clear_process_injected();
+    failing_new_detail::set_process_countdown(n);
+  }
+  ~FailProcessAllocation() { failing_new_detail::set_process_countdown(-1); }
+  FailProcessAllocation(const FailProcessAllocation&) = delete;
+  FailProcessAllocation& operator=(const FailProcessAllocation&) = delete;
+
+  // Whether the chosen allocation has failed.
+  bool injected() const { return failing_new_detail::process_injected(); }
 };
 
 }  // namespace betterconcurrent::test_util
