@@ -14,6 +14,8 @@
 // (kLongTimeout): a deadlock fails the test instead of hanging it. Where a test shows that
 // something cannot happen yet (join() while a task is outstanding, the footgun), it uses the
 // library's own timeout (kShort).
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "conformance/exit_child_runner.h"
 #include "conformance/replay.h"
 #include "executor/executor.h"
 #include "executor/task.h"
@@ -1464,6 +1467,20 @@ TEST(Errors, OutcomeOfATaskWhoseFutureWasSetByHandIsLoggedAndDropped) {
 // ---------------------------------------------------------------------------------------------
 // shutdown: "shutdown(wait = true, cancel_futures = false) stops accepting tasks (submit then
 // throws std::runtime_error, from tasks too, as in Python)."
+
+// "A pool held by a static or global std::shared_ptr is destroyed by the exit's static
+// destruction, which is shutdown(wait = true)": a whole program (conformance/exit_child) returns
+// from main() with a task running, another blocking the second worker, a task queued behind
+// them and a coroutine suspended on a future the running task completes after main() returned.
+// All four end before the process does, and it exits cleanly.
+TEST(ProcessExit, QueuedRunningAndSuspendedWorkOfAStaticPoolEndsBeforeTheProcess) {
+  std::optional<replay::ChildOutput> child = replay::run_exit_child("work_at_exit");
+  ASSERT_TRUE(child.has_value());
+  EXPECT_TRUE(WIFEXITED(child->status) && WEXITSTATUS(child->status) == 0)
+      << "wait status " << child->status;
+  EXPECT_EQ(child->err, "");
+  EXPECT_EQ(child->out, "ended: running=1 blocking=1 queued=1 suspended=1\n");
+}
 
 TEST(Shutdown, SubmitAfterShutdownThrowsRuntimeError) {
   for (bool wait : {true, false}) {

@@ -4,6 +4,8 @@
 //   interpreter_shutdown        ThreadPoolShutdownTest.test_interpreter_shutdown
 //   hang_gh83386                ThreadPoolShutdownTest.test_hang_gh83386
 //   cancel_futures_wait_false   ThreadPoolShutdownTest.test_cancel_futures_wait_false
+//   work_at_exit                betterconcurrent's README: exit waits for queued, running and
+//                               suspended work of a pool that static destruction destroys
 //
 // Each leaves a task running in a pool held by a global std::shared_ptr when main() returns.
 // The pool is destroyed at exit (shutdown(wait=true), like CPython's exit-time join), and the
@@ -12,6 +14,7 @@
 // Instead of sleeping, the task waits until main() has returned: an exit handler registered
 // after the pool was created runs before the pool's destructor (exit handlers and static
 // destructors run in the reverse order of their registration), and releases it.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -20,7 +23,9 @@
 #include <utility>
 
 #include "conformance/event.h"
+#include "executor/task.h"
 #include "executor/thread_pool_executor.h"
+#include "future/future.h"
 
 namespace {
 
@@ -28,8 +33,33 @@ using betterconcurrent::ThreadPoolExecutor;
 
 using betterconcurrent::replay::Event;
 
-// Declared before the pool, so destroyed after it: the task may use them until it ends.
+using betterconcurrent::Future;
+using betterconcurrent::Task;
+
+// work_at_exit: which of its tasks ended by the time the pool was destroyed. Printed when this
+// object is destroyed, after the pool (declared below it) has been.
+struct ExitReport {
+  ExitReport() = default;
+  ExitReport(const ExitReport&) = delete;
+  ExitReport& operator=(const ExitReport&) = delete;
+  ~ExitReport() {
+    if (!active) return;
+    std::printf("ended: running=%d blocking=%d queued=%d suspended=%d\n", running.load(),
+                blocking.load(), queued.load(), suspended.load());
+  }
+  bool active = false;
+  std::atomic<int> running{0};
+  std::atomic<int> blocking{0};
+  std::atomic<int> queued{0};
+  std::atomic<int> suspended{0};
+};
+
+// Declared before the pool, so destroyed after it: the tasks may use them until they end.
+ExitReport exit_report;
+Future<int> gate;
 Event task_started;
+Event other_task_started;
+Event coroutine_waiting;
 Event main_returned;
 std::shared_ptr<ThreadPoolExecutor> pool;
 
@@ -55,6 +85,24 @@ bool wait_started() {
   if (task_started.wait()) return true;
   std::fputs("exit_child: the task never started\n", stderr);
   return false;
+}
+
+// work_at_exit's tasks.
+Task<void> wait_for_gate() {
+  coroutine_waiting.set();
+  co_await gate.yield_until_done();
+  exit_report.suspended = gate.result();
+}
+
+void run_until_exit_then_open_gate() {
+  task_started.set();
+  if (main_returned.wait()) exit_report.running = 1;
+  gate.set_result(1);
+}
+
+void block_until_exit() {
+  other_task_started.set();
+  if (main_returned.wait()) exit_report.blocking = 1;
 }
 
 }  // namespace
@@ -83,8 +131,22 @@ int main(int argc, char** argv) {
     pool->shutdown(/*wait=*/false, /*cancel_futures=*/true);
     return 0;
   }
+  if (scenario == "work_at_exit") {
+    // At main()'s return: a coroutine suspended on a future that a running task completes
+    // once main() has returned, that running task, another one blocking the second worker,
+    // and a task queued behind them. The pool's destruction at exit lets all four end.
+    exit_report.active = true;
+    create_pool(2);
+    pool->submit(wait_for_gate);  // starts worker 0
+    if (!coroutine_waiting.wait()) return 1;
+    pool->submit(run_until_exit_then_open_gate);  // the coroutine has not ended: worker 1
+    pool->submit(block_until_exit);               // worker 0, free while the coroutine waits
+    if (!wait_started() || !other_task_started.wait()) return 1;
+    pool->submit([] { exit_report.queued = 1; });  // both workers are busy
+    return 0;
+  }
   std::fprintf(stderr,
                "usage: exit_child interpreter_shutdown|hang_gh83386|"
-               "cancel_futures_wait_false\n");
+               "cancel_futures_wait_false|work_at_exit\n");
   return 2;
 }

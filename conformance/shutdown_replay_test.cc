@@ -6,39 +6,30 @@
 // Not replayed: test_submit_after_interpreter_shutdown. CPython has an interpreter-wide
 // shutdown flag that makes submit() fail from exit hooks; C++ has no such state (a pool that is
 // alive during exit is an ordinary live object whose destructor still joins its threads).
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
 #include <semaphore>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "conformance/exit_child_runner.h"
 #include "conformance/replay.h"
 #include "executor/thread_pool_executor.h"
 #include "future/exceptions.h"
 #include "future/future.h"
 #include "future/wait.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
 
 namespace betterconcurrent::replay {
 namespace {
@@ -120,62 +111,6 @@ class Counter {
   std::condition_variable cv_;
   int n_ = 0;
 };
-
-struct ChildOutput {
-  int status = 0;  // as waitpid() reports it
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-// Runs conformance/exit_child <scenario> with stdout and stderr in files, for up to
-// kLongTimeout (then kills it); nullopt, with a test failure, if it could not run or hung.
-std::optional<ChildOutput> run_exit_child(const std::string& scenario) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string base = std::string(tmp != nullptr ? tmp : "/tmp") + "/exit_child." + scenario + "." +
-                     std::to_string(getpid());
-  std::string out_path = base + ".stdout";
-  std::string err_path = base + ".stderr";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::string program = "conformance/exit_child";
-  std::string arg = scenario;
-  char* argv[] = {program.data(), arg.data(), nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    ADD_FAILURE() << "cannot run " << program << ": " << std::strerror(rc);
-    return std::nullopt;
-  }
-  auto deadline = std::chrono::steady_clock::now() + kLongTimeout;
-  ChildOutput child;
-  for (;;) {
-    pid_t r = waitpid(pid, &child.status, WNOHANG);
-    if (r == pid) break;
-    if (r == -1 || std::chrono::steady_clock::now() >= deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &child.status, 0);
-      ADD_FAILURE() << "exit_child " << scenario << " hung at exit and was killed; stderr:\n"
-                    << read_file(err_path);
-      return std::nullopt;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  child.out = read_file(out_path);
-  child.err = read_file(err_path);
-  return child;
-}
 
 // CPython's assert_python_ok() and the two checks on its output.
 void expect_apple(const std::string& scenario) {
