@@ -248,16 +248,26 @@ bool Scheduler::exiting() const noexcept {
 }
 
 void Scheduler::join_threads() noexcept {
-  std::lock_guard lock(spawn_mu_);
-  std::size_t n = num_threads();
-  for (std::size_t i = 0; i < n; ++i) {
-    std::thread& t = workers_[i].thread;
-    if (!t.joinable()) continue;
-    if (t.get_id() == std::this_thread::get_id()) {
-      t.detach();  // the executor is being destroyed by its own task: this thread exits soon
-    } else {
-      t.join();
+  // Each thread is taken out under spawn_mu_ but joined without it: a task that a worker is
+  // still running may start another worker (its submit was accepted before the shutdown), and
+  // spawn_worker() takes spawn_mu_. So rescan until no thread is left to join.
+  for (;;) {
+    std::thread to_join;
+    {
+      std::lock_guard lock(spawn_mu_);
+      std::size_t n = num_threads();
+      for (std::size_t i = 0; i < n && !to_join.joinable(); ++i) {
+        std::thread& t = workers_[i].thread;
+        if (!t.joinable()) continue;
+        if (t.get_id() == std::this_thread::get_id()) {
+          t.detach();  // the executor is being destroyed by its own task: this thread exits soon
+        } else {
+          to_join = std::move(t);
+        }
+      }
     }
+    if (!to_join.joinable()) return;
+    to_join.join();
   }
 }
 

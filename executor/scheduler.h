@@ -194,7 +194,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   const std::uint64_t fork_generation_;  // forks this process had seen when it was created
   std::unique_ptr<Worker[]> workers_;    // max_workers slots; [0, started_) are live
   std::atomic<std::size_t> started_{0};
-  std::mutex spawn_mu_;  // serialises spawn_worker() and join_threads()
+  std::mutex spawn_mu_;  // guards the workers' std::thread objects: spawning, joining, detaching
 
   std::mutex inject_mu_;
   RunQueue injected_ ABSL_GUARDED_BY(inject_mu_);

@@ -64,14 +64,14 @@ inline bool begin_task(StateBase& state) noexcept {
 }
 
 // Ends a task that never started: fails it with `reason`, or cancels it and notifies its
-// waiters if `reason` is null. Nothrow.
+// waiters if `reason` is null. A task that was cancelled while it waited in the queue is only
+// CANCELLED so far (its waiters learn of it when a worker would have started it): whatever the
+// reason, it is notified now. Nothrow.
 inline void discard_task(StateBase& state, Scheduler& scheduler,
                          std::exception_ptr reason) noexcept {
-  if (reason) {
-    state.try_set_exception(std::move(reason));
-  } else {
-    state.cancel();
-    state.start_or_notify_cancel();
+  if (!reason || !state.try_set_exception(std::move(reason))) {
+    state.cancel();                  // PENDING -> CANCELLED; no-op otherwise
+    state.start_or_notify_cancel();  // CANCELLED -> CANCELLED_AND_NOTIFIED; no-op otherwise
   }
   scheduler.task_ended(state);
 }
