@@ -1048,12 +1048,19 @@ TEST(Stress, ForkJoinFib) {
 
 class Summary : public ::testing::Environment {
  public:
+  void SetUp() override { start_ = std::chrono::steady_clock::now(); }
   void TearDown() override {
-    std::printf("stress: %ld trees, %ld fib(18): %ld hangs, %ld invariant violations\n",
-                totals.trees, totals.fibs, totals.hangs, totals.violations);
+    const auto elapsed = std::chrono::duration_cast<std::chrono::duration<double>>(
+        std::chrono::steady_clock::now() - start_);
+    std::printf("stress: %ld trees, %ld fib(18): %ld hangs, %ld invariant violations (%.1f s)\n",
+                totals.trees, totals.fibs, totals.hangs, totals.violations, elapsed.count());
     std::fflush(stdout);
   }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
 };
+// Printed last, after both tests.
 const auto* const kSummary = ::testing::AddGlobalTestEnvironment(new Summary);
 
 }  // namespace
