@@ -8,10 +8,12 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "executor/thread_pool_executor.h"
 #include "future/exceptions.h"
 #include "future/future.h"
+#include "future/wait.h"
 #include "gtest/gtest.h"
 
 namespace betterconcurrent {
@@ -65,6 +67,36 @@ TEST(StressRepro, DISABLED_ShutdownWaitRacingASubmitThatStartsAThreadHangs) {
       FAIL() << "shutdown(wait=true) hung in round " << round;
     }
   }
+}
+
+// Stress seed 30 under --config=asan (max_workers 4, an initializer that throws): a coroutine's
+// untimed `co_await yield_until_done(fs)` never returned, so join() timed out.
+//
+// A task cancelled while it waits in the queue of a pool that then breaks stays CANCELLED for
+// ever: discard_task() (executor/detail/tasks.h) only tries set_exception(BrokenThreadPool),
+// which a cancelled future refuses, and never calls start_or_notify_cancel(). So the future never
+// becomes CANCELLED_AND_NOTIFIED, and wait(), as_completed() and yield_until_done(fs) (which, as
+// in Python, count a cancelled future as done only once notified) wait for it for ever; the
+// README promises that executors always notify. Deterministic.
+TEST(StressRepro, DISABLED_TaskCancelledInTheQueueOfABreakingPoolIsNeverNotified) {
+  Future<void> release_initializer;
+  ThreadPoolExecutor::Options options;
+  options.max_workers = 1;
+  options.initializer = [release_initializer] {
+    release_initializer.result(kBound);
+    throw std::runtime_error("initializer fails");
+  };
+  auto pool = ThreadPoolExecutor::create(std::move(options));
+  Future<int> first = pool->submit([] { return 1; });   // handed to the new (only) thread
+  Future<int> queued = pool->submit([] { return 2; });  // waits in the queue
+  ASSERT_TRUE(queued.cancel());
+  release_initializer.set_result();  // the pool breaks and discards its queue
+  EXPECT_THROW(first.result(kBound), BrokenThreadPool);
+  pool->join(kBound);  // the queued task has been discarded
+  EXPECT_TRUE(queued.cancelled());
+  EXPECT_EQ(queued.state(), FutureState::kCancelledAndNotified);
+  auto [done, not_done] = wait(std::vector<Future<int>>{queued}, std::chrono::milliseconds(100));
+  EXPECT_EQ(done.size(), 1u) << "wait() does not see the cancelled task as done";
 }
 
 }  // namespace

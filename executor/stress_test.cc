@@ -526,6 +526,15 @@ void count_run(Run& run, int id) {
   if (run.slots[id].runs.fetch_add(1) != 0) run.violation(task_name(run, id) + " runs twice");
 }
 
+void cancel(Run& run, int id) {
+  // Works around the other bug in stress_repro_test.cc: a task cancelled in the queue of a pool
+  // that then breaks is never notified, so a wait() for it never returns.
+  if (!kKnownBugs && run.pool_broken() && run.plan.nodes[id].pool == PoolId::kA) return;
+  if (std::optional<Future<int>> f = run.future_of(id)) {
+    if (f->cancel()) run.slots[id].cancel_succeeded.store(true);
+  }
+}
+
 // The ops that do not suspend; they may block (with a timeout).
 void run_op(const std::shared_ptr<Run>& run, int id, const Op& op) {
   switch (op.kind) {
@@ -533,9 +542,7 @@ void run_op(const std::shared_ptr<Run>& run, int id, const Op& op) {
       submit_task(run, op.child);
       break;
     case Op::kCancel:
-      if (std::optional<Future<int>> f = run->future_of(op.child)) {
-        if (f->cancel()) run->slots[op.child].cancel_succeeded.store(true);
-      }
+      cancel(*run, op.child);
       break;
     case Op::kTimedResult:
       if (std::optional<AnyFuture> f = resolve(*run, op.targets[0])) {
@@ -661,6 +668,12 @@ bool bounded(std::function<void()> fn) {
   return true;
 }
 
+// What a hang leaves behind: kept reachable (not a leak), never destroyed.
+void keep_forever(std::shared_ptr<void> object) {
+  static auto* const kept = new std::vector<std::shared_ptr<void>>;
+  kept->push_back(std::move(object));
+}
+
 struct Totals {
   long trees = 0;
   long fibs = 0;
@@ -734,7 +747,8 @@ class TreeRun {
       return hang("destroying the executors");
     }
     for (const auto& [message, n] : logs_.take_all()) {
-      if (message == kInitializerFailed && run_->plan.broken_initializer) continue;
+      // (Also from an earlier seed's pool, left hanging.)
+      if (message == kInitializerFailed) continue;
       run_->violation("logged " + std::to_string(n) + " time(s): " + message);
     }
   }
@@ -775,9 +789,9 @@ class TreeRun {
   // After a hang: the executors and the helper thread are left as they are, for ever.
   ~TreeRun() {
     if (hung_) {
-      new auto(std::move(a_));
-      new auto(std::move(b_));
-      new auto(run_);
+      keep_forever(std::move(a_));
+      keep_forever(std::move(b_));
+      keep_forever(run_);
       if (helper_.joinable()) helper_.detach();
     }
   }
@@ -815,9 +829,7 @@ class TreeRun {
     const Plan& plan = run_->plan;
     switch (op.kind) {
       case DriverOp::kCancelRoot:
-        if (std::optional<Future<int>> f = run_->future_of(plan.roots[op.root])) {
-          if (f->cancel()) run_->slots[plan.roots[op.root]].cancel_succeeded.store(true);
-        }
+        cancel(*run_, plan.roots[op.root]);
         return true;
       case DriverOp::kTimedResultRoot:
         if (std::optional<Future<int>> f = run_->future_of(plan.roots[op.root])) {
@@ -1035,7 +1047,7 @@ TEST(Stress, ForkJoinFib) {
     } catch (const TimeoutError& e) {
       ++totals.hangs;
       ADD_FAILURE() << "stress: HANG fib run " << i << " max_workers=2: " << e.what();
-      new auto(std::move(pool));  // left as it is
+      keep_forever(std::move(pool));
       break;
     }
     if (!bounded([pool = std::move(pool)]() mutable { pool.reset(); })) {
