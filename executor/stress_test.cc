@@ -21,6 +21,7 @@
 //     UnobservedTaskErrors, and never both; nothing is logged as never observed;
 //   - submit() throws only after shutdown() or once the pool is broken (BrokenThreadPool), and an
 //     executor stays usable after its tasks fail.
+// SameSeedSamePlan: generating a seed's plan twice gives the same plan.
 // ForkJoinFib: fib(18) on a new 2-worker pool, result 2584 and join() returning, many times.
 // Crashes, std::terminate, leaks and races are the sanitizers' and the test runner's to catch.
 //
@@ -1019,6 +1020,14 @@ struct Config {
   long trees = env_long("STRESS_TREES", 200);
   long fibs = env_long("STRESS_FIBS", 200);
 };
+
+// The same seed gives the same plan (what reproducing a failure from its seed relies on).
+TEST(Stress, SameSeedSamePlan) {
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    EXPECT_EQ(describe(Generator(seed).generate()), describe(Generator(seed).generate()));
+  }
+  EXPECT_NE(describe(Generator(1).generate()), describe(Generator(2).generate()));
+}
 
 TEST(Stress, RandomTrees) {
   const Config config;
