@@ -67,6 +67,7 @@ class Child:
         if not hello or not hello.get('ready'):
             raise RuntimeError('backend %s did not start: %r' % (self.backend, hello))
         self.features = set(hello['features'])
+        self.module = hello['module']
 
     def ensure(self):
         for attempt in range(3):
@@ -253,6 +254,8 @@ def main(argv=None):
     print('fuzz_diff: backends %s, features %s (requested %s), seeds %s' % (
         ','.join(backends), ','.join(sorted(features)) or '-', ','.join(sorted(requested)),
         args.seeds), flush=True)
+    for c in children:
+        print('  %s: %s' % (c.backend, c.module), flush=True)
 
     seeds = parse_seeds(args.seeds)
     mismatches = []

@@ -102,7 +102,7 @@ def outcome(f):
 
 
 def T(timeout):
-    return {None: None, 'small': P.SMALL, 'big': BOUND}[timeout]
+    return BOUND if timeout == 'big' else P.TIMEOUTS[timeout]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ def _run_step(ctx, model, step):
             except TimeoutError:
                 end = 'TimeoutError'
             return [ctx.names(got), end]
-        ndone = sum(1 for n in ns if model.wstate(n) == 'done')
+        ndone = sum(1 for n in dict.fromkeys(ns) if model.wstate(n) == 'done')
         it = b.as_completed(fs, timeout=T(timeout))
         first = [next(it) for _ in range(ndone)]
         order = []
@@ -459,7 +459,8 @@ def child_main(backend):
             out.flush()
 
     dog = Watchdog(emit)
-    emit({'ready': True, 'features': supported_features(backend)})
+    b = load_backend(backend, ())
+    emit({'ready': True, 'features': sorted(b.features), 'module': b.cf.__file__})
     for line in sys.stdin:
         req = json.loads(line)
         res = run_program(req['program'], backend, dog)

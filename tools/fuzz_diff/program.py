@@ -25,6 +25,11 @@ import copy
 import random
 
 SMALL = 0.05   # a timeout that expires: used only where nothing can finish within it
+# Timeouts: None, 'big' (BOUND seconds: never reached unless something is broken) and the short
+# ones, used only where the outcome cannot depend on timing: 'small' (SMALL), 'zero' (0) and
+# 'neg' (-1, which CPython treats as 0).
+SHORT = ('small', 'zero', 'neg')
+TIMEOUTS = {None: None, 'small': SMALL, 'zero': 0, 'neg': -1}
 MODES = ('FIRST_COMPLETED', 'FIRST_EXCEPTION', 'ALL_COMPLETED')
 
 # Features a program may use; the runner drops the ones a backend does not support.
@@ -350,12 +355,12 @@ class Model:
         self._fut(n)
         st = self.state(n)
         if st in ('will', 'done'):
-            if timeout == 'small' and st == 'will':
+            if timeout in SHORT and st == 'will':
                 raise Invalid('small timeout on a transient future')
             self._mark_done(n)
             self._observe(n)
         else:
-            if timeout != 'small':
+            if timeout not in SHORT:
                 raise Invalid('would block for ever')
 
     def op_wait(self, ns, mode, timeout):
@@ -365,8 +370,7 @@ class Model:
                 self._waited(n)
 
     def _wait_sets(self, ns, mode, timeout):
-        if len(set(ns)) != len(ns):
-            raise Invalid('duplicate')
+        ns = list(dict.fromkeys(ns))   # a future listed twice counts once
         sts = {n: (self._fut(n) and self.wstate(n)) for n in ns}
         if 'excluded' in sts.values():
             raise Invalid('CPython never notifies futures cancelled by shutdown')
@@ -374,7 +378,7 @@ class Model:
         never = [n for n in ns if sts[n] == 'never']
         done = [n for n in ns if sts[n] == 'done']
         if will:
-            if never or mode != 'ALL_COMPLETED' or timeout == 'small':
+            if never or mode != 'ALL_COMPLETED' or timeout in SHORT:
                 raise Invalid('wait result depends on timing')
             return
         if mode == 'ALL_COMPLETED':
@@ -383,30 +387,31 @@ class Model:
             sat = bool(done)
         else:
             sat = not never or any(self.outcome_raises(n) for n in done)
-        if not sat and timeout != 'small':
+        if not sat and timeout not in SHORT:
             raise Invalid('wait would block for ever')
 
     def op_as_completed(self, ns, timeout, forced):
-        if len(set(ns)) != len(ns) or not ns:
-            raise Invalid('duplicate')
+        ns = list(dict.fromkeys(ns))   # a future listed twice is yielded once
+        if not ns:
+            raise Invalid('empty')
         sts = {n: (self._fut(n) and self.wstate(n)) for n in ns}
         if 'excluded' in sts.values():
             raise Invalid('CPython never notifies futures cancelled by shutdown')
         will = [n for n in ns if sts[n] == 'will']
         never = [n for n in ns if sts[n] == 'never']
         if forced:
-            if will or timeout == 'small' or sorted(forced) != sorted(never):
+            if will or timeout in SHORT or sorted(forced) != sorted(never):
                 raise Invalid('forced order needs exactly the never-finishing futures')
             for n in forced:
                 self._trigger_one(n, ns)
             return
         if will:
-            if never:
-                raise Invalid('as_completed order depends on timing')
+            if never or timeout in SHORT:
+                raise Invalid('as_completed result depends on timing')
             for n in ns:
                 self._waited(n)
             return
-        if never and timeout != 'small':
+        if never and timeout not in SHORT:
             raise Invalid('as_completed would block for ever')
 
     def _trigger_one(self, n, ns):
@@ -448,7 +453,14 @@ class Model:
     def op_set_running(self, h):
         f = self._fut(h)
         if f.kind != 'hand':
-            raise Invalid('not a hand future')
+            # On a task's future: only where no worker will call it again (CPython's worker
+            # would die): done and not cancelled (RuntimeError), or cancelled by shutdown
+            # (False, and its waiters are notified).
+            if f.cancel_kind == 'shutdown':
+                f.notified = True
+            elif not f.done or f.cancelled:
+                raise Invalid('a worker may still call set_running_or_notify_cancel')
+            return
         if f.hstate == 'PENDING':
             f.hstate = 'RUNNING'
         elif f.hstate == 'CANCELLED':
@@ -481,10 +493,10 @@ class Model:
         if not ex.coop and blocked >= ex.workers:
             if not items:
                 return
-            if timeout != 'small':
+            if timeout not in SHORT:
                 raise Invalid('map would block for ever')
             return   # TimeoutError at the first item; all of map's futures are cancelled
-        if timeout == 'small':
+        if timeout in SHORT:
             raise Invalid('map timeout with running tasks')
         if any(k == 'raise' for k, v in items):
             # the items after the first error are cancelled or not: a later join may differ
@@ -526,10 +538,10 @@ class Model:
             raise Invalid('join feature off')
         sched = self._schedule(ex)
         if any(not fin for s, fin in sched.values()):
-            if timeout != 'small':
+            if timeout not in SHORT:
                 raise Invalid('join would block for ever')
             return
-        if timeout == 'small':
+        if timeout in SHORT:
             raise Invalid('a short join timeout only where tasks never finish')
         if ex.join_indet:
             raise Invalid('map errors make join indeterminate')
@@ -582,7 +594,7 @@ def generate(seed, features=ALL_FEATURES, max_steps=None):
         steps.append(step)
         return True
 
-    n_exec = rnd.choice((1, 1, 2))
+    n_exec = rnd.choice((1, 2, 2))
     for i in range(n_exec):
         coop = i == 1 and bool(features & {'join', 'gen'}) and rnd.random() < 0.7
         emit(('executor', fresh('E'), rnd.choice((1, 1, 2, 2, 3)), coop))
@@ -611,7 +623,7 @@ def _random_step(rnd, m, fresh):
     closed = [g for g in gates if not m.gates[g]]
     futs = sorted(m.futs, key=_order)
     hands = [h for h in futs if m.futs[h].kind == 'hand']
-    timeout = rnd.choice((None, None, 'small', 'big'))
+    timeout = rnd.choice((None, None, 'small', 'small', 'big', 'zero', 'neg'))
     ops = ['submit'] * 8 + ['await_started'] * 3 + ['await_done'] * 3 + ['release'] * 2 + \
           ['cancel'] * 2 + ['status'] * 2 + ['result'] * 2 + ['exception'] * 2 + \
           ['wait'] * 3 + ['as_completed'] * 2 + ['add_cb'] * 2 + ['cb_log'] + \
@@ -619,7 +631,7 @@ def _random_step(rnd, m, fresh):
           ['shutdown'] * 1 + (['join'] * 2 if 'join' in m.features else [])
     op = rnd.choice(ops)
     if op == 'gate':
-        return ('gate', fresh('G'))
+        return ('gate', fresh('G')) if len(closed) < 3 else None
     if op == 'hand':
         return ('hand', fresh('H'))
     if op == 'submit':
@@ -671,7 +683,8 @@ def _random_step(rnd, m, fresh):
     if op == 'add_cb':
         return ('add_cb', rnd.choice(futs), rnd.choice(('log', 'log', 'raise')))
     if op == 'set_running':
-        return ('set_running', rnd.choice(hands)) if hands else None
+        cands = hands if hands and rnd.random() < 0.8 else futs
+        return ('set_running', rnd.choice(cands)) if cands else None
     if op in ('set_result', 'set_exception'):
         cands = hands if hands and rnd.random() < 0.85 else futs
         return (op, rnd.choice(cands), _val(rnd))
@@ -679,10 +692,12 @@ def _random_step(rnd, m, fresh):
         if not futs:
             return None
         ns = sorted(set(rnd.choice(futs) for _ in range(rnd.randint(1, 4))), key=_order)
+        if rnd.random() < 0.1:
+            ns.append(rnd.choice(ns))   # listed twice
         if op == 'wait':
             return ('wait', ns, rnd.choice(MODES), timeout)
         forced = []
-        never = [n for n in ns if m.state(n) not in ('will', 'done')]
+        never = [n for n in dict.fromkeys(ns) if m.state(n) not in ('will', 'done')]
         if never and rnd.random() < 0.6:
             forced = list(never)
             rnd.shuffle(forced)
@@ -692,13 +707,14 @@ def _random_step(rnd, m, fresh):
         e = rnd.choice(execs)
         items = [(rnd.choice(('value', 'value', 'value', 'raise')), _val(rnd))
                  for _ in range(rnd.randint(0, 4))]
-        return ('map', e, items, rnd.choice((None, None, 'small', 'big')))
+        return ('map', e, items, rnd.choice((None, None, 'small', 'big', 'zero', 'neg')))
     if op == 'shutdown':
         if rnd.random() < 0.5:
             return None
         return ('shutdown', rnd.choice(execs), rnd.random() < 0.5, rnd.random() < 0.5)
     if op == 'join':
-        return ('join', rnd.choice(coop or execs), rnd.choice((None, None, 'small', 'big')))
+        return ('join', rnd.choice(coop or execs),
+                rnd.choice((None, None, 'small', 'big', 'zero', 'neg')))
     return None
 
 
@@ -711,7 +727,9 @@ def _order(name):
 
 
 def _t(timeout):
-    return {None: '', 'small': 'timeout=%g' % SMALL, 'big': 'timeout=BOUND'}[timeout]
+    if timeout == 'big':
+        return 'timeout=BOUND'
+    return 'timeout=%g' % TIMEOUTS[timeout] if timeout else ''
 
 
 def _task_text(spec):
