@@ -17,7 +17,7 @@ finds the generator's own non-determinism. --print SEED prints the program and e
 
 The port is imported from PYTHONPATH, or from --port-path (the directory holding the
 betterconcurrent package, e.g. bazel-bin/python/binding_test.runfiles/betterconcurrent/python).
-Without --seeds, FUZZ_DIFF_SEEDS (default 0:200) is used.
+Without --seeds, FUZZ_DIFF_SEEDS (default 0:400) is used.
 """
 
 import argparse
@@ -221,7 +221,7 @@ def parse_seeds(text):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--seeds', default=os.environ.get('FUZZ_DIFF_SEEDS', '0:200'),
+    ap.add_argument('--seeds', default=os.environ.get('FUZZ_DIFF_SEEDS', '0:400'),
                     help='START:COUNT')
     ap.add_argument('--backend-port-only', action='store_true')
     ap.add_argument('--backends', default='cpython,port')

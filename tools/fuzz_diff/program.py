@@ -454,11 +454,11 @@ class Model:
         f = self._fut(h)
         if f.kind != 'hand':
             # On a task's future: only where no worker will call it again (CPython's worker
-            # would die): done and not cancelled (RuntimeError), or cancelled by shutdown
-            # (False, and its waiters are notified).
-            if f.cancel_kind == 'shutdown':
-                f.notified = True
-            elif not f.done or f.cancelled:
+            # would die): done and not cancelled (RuntimeError). Not on one cancelled by
+            # shutdown(cancel_futures=True): CPython returns False (CANCELLED), the port raises
+            # RuntimeError because it notified already (CANCELLED_AND_NOTIFIED), a documented
+            # difference.
+            if not f.done or f.cancelled:
                 raise Invalid('a worker may still call set_running_or_notify_cancel')
             return
         if f.hstate == 'PENDING':
