@@ -16,6 +16,7 @@ As a child process (`interp.py --backend B`), it reads one JSON request per line
 ({"program": ...}) and writes one JSON outcome per line on stdout.
 """
 
+import functools
 import json
 import logging
 import os
@@ -83,9 +84,13 @@ def supported_features(name):
 # Canonical observations
 
 
+class TaskAbort(BaseException):
+    """What tasks raise for then='base': not an Exception (CPython's worker catches it too)."""
+
+
 def err(e):
-    if isinstance(e, ValueError):
-        return ['raise', 'ValueError', list(e.args)]
+    if isinstance(e, (ValueError, TaskAbort)):
+        return ['raise', type(e).__name__, list(e.args)]
     if type(e).__name__ == 'UnobservedTaskErrors':
         return ['raise', 'UnobservedTaskErrors', sorted(err(x) for x in e.exceptions)]
     return ['raise', type(e).__name__]
@@ -110,9 +115,7 @@ def T(timeout):
 
 
 def _finish(spec):
-    if spec['then'] == 'raise':
-        raise ValueError(spec['v'])
-    return spec['v']
+    return sub_task(spec['then'], spec['v'])
 
 
 def plain_task(ctx, name, spec):
@@ -125,10 +128,13 @@ def plain_task(ctx, name, spec):
 def sub_task(kind, v):
     if kind == 'raise':
         raise ValueError(v)
+    if kind == 'base':
+        raise TaskAbort(v)
     return v
 
 
-def map_item(item):
+def map_item(ctx, k, item):
+    ctx.map_ran.setdefault(k, set()).add(item[2])
     return sub_task(item[0], item[1])
 
 
@@ -205,6 +211,8 @@ class Context:
         self.cblog = {}
         self.ncb = {}
         self.order = []          # future names, in creation order
+        self.map_ran = {}        # map step number -> indices of the items that ran
+        self.nmaps = 0
 
     def names(self, fs):
         by_id = {id(f): n for n, f in self.futs.items()}
@@ -279,7 +287,7 @@ def run_program(program, backend_name, dog=None):
             dog.arm('epilogue', 4 * BOUND + 2 * BOUND * len(ctx.execs))
         log.extend(_epilogue(ctx, model))
         log.append(['callback errors logged', counter.count])
-    except Exception:
+    except (Exception, TaskAbort):
         result['error'] = traceback.format_exc()
     finally:
         if dog:
@@ -309,7 +317,7 @@ def _trigger(ctx, model, n):
 def _call(fn):
     try:
         return ['ok', fn()]
-    except Exception as e:
+    except (Exception, TaskAbort) as e:
         return err(e)
 
 
@@ -331,7 +339,10 @@ def _run_step(ctx, model, step):
         ctx.started[t] = threading.Event()
         ctx.where[t] = e
         try:
-            f = ctx.execs[e].submit(TASKS[spec['kind']], ctx, t, spec)
+            if int(t[1:]) % 3 == 2:   # some by keyword
+                f = ctx.execs[e].submit(TASKS[spec['kind']], ctx, t, spec=spec)
+            else:
+                f = ctx.execs[e].submit(TASKS[spec['kind']], ctx, t, spec)
         except Exception as exc:
             return err(exc)
         ctx.futs[t] = f
@@ -401,12 +412,21 @@ def _run_step(ctx, model, step):
     if op == 'set_exception':
         return _call(lambda: f.set_exception(ValueError(step[2])))
     if op == 'map':
-        _, e, items, timeout = step
+        e, items, timeout = step[1:4]
+        mode = step[4] if len(step) > 4 else 'list'
+        k = ctx.nmaps
+        ctx.nmaps += 1
+        fn = functools.partial(map_item, ctx, k)
+        args = [list(x) + [i] for i, x in enumerate(items)]
         out = []
         try:
-            for r in ctx.execs[e].map(map_item, [list(x) for x in items], timeout=T(timeout)):
+            it = ctx.execs[e].map(fn, args, timeout=T(timeout))
+            if mode == 'drop':
+                del it
+                return 'dropped'
+            for r in it:
                 out.append(r)
-        except Exception as exc:
+        except (Exception, TaskAbort) as exc:
             return [out, err(exc)]
         return [out, None]
     if op == 'shutdown':
@@ -437,6 +457,9 @@ def _epilogue(ctx, model):
     for n in ctx.order:
         f = ctx.futs[n]
         out.append(['epilogue', n, [f.cancelled(), f.done(), outcome(f) if f.done() else None]])
+    for k, determined in enumerate(model.maps):
+        if determined:
+            out.append(['epilogue', 'map %d ran' % k, sorted(ctx.map_ran.get(k, ()))])
     for n in ctx.order:
         if ctx.ncb.get(n):
             out.append(['epilogue', 'callbacks ' + n,

@@ -56,6 +56,7 @@ class Fut:
         self.cancel_kind = None   # 'user' (cancel()) | 'shutdown' (cancel_futures)
         self.notified = False     # cancelled and its waiters notified (CANCELLED_AND_NOTIFIED)
         self.done = False         # known done (cancelled ones too)
+        self.anon = False         # a task of map(): not a name of the program
         self.hstate = 'PENDING'   # hand futures: PENDING RUNNING CANCELLED NOTIFIED FINISHED
         self.observed = False     # its exception was (or will surely be, before the task ends) seen
         self.pending_obs = set()  # generator tasks that will look at its exception
@@ -76,7 +77,7 @@ class Exec:
 
 
 def task_raises(spec):
-    return spec.get('then') == 'raise'
+    return spec.get('then') in ('raise', 'base')
 
 
 class Model:
@@ -86,6 +87,7 @@ class Model:
         self.gates = {}           # name -> open?
         self.futs = {}            # name -> Fut (accepted futures only)
         self.rejected = set()     # task names whose submit raised (after shutdown)
+        self.maps = []            # per map step: is the set of its items that ran determined?
         self.names = set()
 
     # -- derived states ------------------------------------------------------------------------
@@ -484,23 +486,39 @@ class Model:
             f.hand_raise = raises
             f.done = True
 
-    def op_map(self, e, items, timeout):
+    def op_map(self, e, items, timeout, mode='list'):
+        """mode 'list': list(E.map(...)); 'drop': the iterator is dropped unread (every item
+        still runs, as in CPython, whose generator never started)."""
         ex = self._exec(e)
-        if ex.shut:
+        if ex.shut or not items:
+            self.maps.append(True)   # RuntimeError from the first submit / nothing submitted
+            return
+        if mode == 'drop':
+            k = len(self.maps)
+            for i, (kind, v) in enumerate(items):
+                name = 'M%d.%d' % (k, i)
+                f = Fut(name, 'task', e, {'kind': 'plain', 'then': kind, 'v': v})
+                f.anon = True
+                self.futs[name] = f
+                ex.tasks.append(name)
+            self.maps.append(True)
             return
         sched = self._schedule(ex)
         blocked = sum(1 for s, fin in sched.values() if s and not fin)
         if not ex.coop and blocked >= ex.workers:
-            if not items:
-                return
             if timeout not in SHORT:
                 raise Invalid('map would block for ever')
-            return   # TimeoutError at the first item; all of map's futures are cancelled
+            # TimeoutError at the first item; all of map's futures are cancelled, none runs
+            self.maps.append(True)
+            return
         if timeout in SHORT:
             raise Invalid('map timeout with running tasks')
-        if any(k == 'raise' for k, v in items):
+        if any(k != 'value' for k, v in items):
             # the items after the first error are cancelled or not: a later join may differ
             ex.join_indet = True
+            self.maps.append(False)
+        else:
+            self.maps.append(True)
 
     def op_shutdown(self, e, wait, cancel_futures):
         ex = self._exec(e)
@@ -597,7 +615,7 @@ def generate(seed, features=ALL_FEATURES, max_steps=None):
     n_exec = rnd.choice((1, 2, 2))
     for i in range(n_exec):
         coop = i == 1 and bool(features & {'join', 'gen'}) and rnd.random() < 0.7
-        emit(('executor', fresh('E'), rnd.choice((1, 1, 2, 2, 3)), coop))
+        emit(('executor', fresh('E'), rnd.choice((1, 1, 2, 2, 3, 4, 8)), coop))
     for _ in range(rnd.randint(1, 3)):
         emit(('gate', fresh('G')))
 
@@ -606,8 +624,10 @@ def generate(seed, features=ALL_FEATURES, max_steps=None):
     while len(steps) < length and attempts < length * 30:
         attempts += 1
         step = _random_step(rnd, m, fresh)
-        if step is not None:
-            emit(step)
+        if step is not None and emit(step) and step[0] == 'submit' and rnd.random() < 0.08:
+            for _ in range(rnd.randint(2, 8)):   # a burst of submits to the same executor
+                spec = dict(step[3], v=_val(rnd))
+                emit(('submit', step[1], fresh('T'), spec))
     return {'seed': seed, 'features': sorted(features), 'steps': steps}
 
 
@@ -621,7 +641,7 @@ def _random_step(rnd, m, fresh):
     coop = [e for e in execs if m.execs[e].coop]
     gates = sorted(m.gates)
     closed = [g for g in gates if not m.gates[g]]
-    futs = sorted(m.futs, key=_order)
+    futs = sorted((n for n in m.futs if not m.futs[n].anon), key=_order)
     hands = [h for h in futs if m.futs[h].kind == 'hand']
     timeout = rnd.choice((None, None, 'small', 'small', 'big', 'zero', 'neg'))
     ops = ['submit'] * 8 + ['await_started'] * 3 + ['await_done'] * 3 + ['release'] * 2 + \
@@ -637,7 +657,7 @@ def _random_step(rnd, m, fresh):
     if op == 'submit':
         e = rnd.choice(execs)
         ex = m.execs[e]
-        then = rnd.choice(('value', 'value', 'raise'))
+        then = rnd.choice(('value', 'value', 'value', 'raise', 'raise', 'base'))
         if not ex.coop:
             if gates and rnd.random() < 0.6:
                 spec = {'kind': 'gated', 'gate': rnd.choice(closed or gates), 'then': then,
@@ -705,9 +725,11 @@ def _random_step(rnd, m, fresh):
         return ('as_completed', ns, timeout, forced)
     if op == 'map':
         e = rnd.choice(execs)
-        items = [(rnd.choice(('value', 'value', 'value', 'raise')), _val(rnd))
+        items = [(rnd.choice(('value', 'value', 'value', 'raise', 'base')), _val(rnd))
                  for _ in range(rnd.randint(0, 4))]
-        return ('map', e, items, rnd.choice((None, None, 'small', 'big', 'zero', 'neg')))
+        if rnd.random() < 0.25:
+            return ('map', e, items, None, 'drop')
+        return ('map', e, items, rnd.choice((None, None, 'small', 'big', 'zero', 'neg')), 'list')
     if op == 'shutdown':
         if rnd.random() < 0.5:
             return None
@@ -733,17 +755,18 @@ def _t(timeout):
 
 
 def _task_text(spec):
-    then = ('return %d' if spec['then'] == 'value' else 'raise ValueError(%d)') % spec['v']
+    then = {'value': 'return %d', 'raise': 'raise ValueError(%d)',
+            'base': 'raise TaskAbort(%d)'}[spec['then']] % spec['v']
     k = spec['kind']
     if k == 'plain':
         return 'task(%s)' % then
     if k == 'gated':
         return 'task(%s.wait(); %s)' % (spec['gate'], then)
     if k == 'fork':
-        subs = ', '.join(('%d' if kk == 'value' else 'raise %d') % v for kk, v in spec['subs'])
+        subs = ', '.join(_item(kk, v) for kk, v in spec['subs'])
         return 'task(submit subtasks [%s] and forget them; %s)' % (subs, then)
     if k == 'gfork':
-        subs = ', '.join(('%d' if kk == 'value' else 'raise %d') % v for kk, v in spec['subs'])
+        subs = ', '.join(_item(kk, v) for kk, v in spec['subs'])
         return 'gen(fs = submit subtasks [%s]; yield from yield_until_done(fs); ' \
                'outcomes of fs; %s)' % (subs, then)
     if k == 'gen_one':
@@ -753,6 +776,11 @@ def _task_text(spec):
         return 'gen(dn = yield from yield_until_done([%s], return_when=%s); %s)' % (
             ', '.join(spec['deps']), spec['mode'], then)
     return repr(spec)
+
+
+def _item(kind, v):
+    return {'value': '%d', 'raise': 'raise ValueError(%d)', 'base': 'raise TaskAbort(%d)'}[
+        kind] % v
 
 
 def pretty(program):
@@ -806,9 +834,12 @@ def pretty(program):
         elif op == 'set_exception':
             txt = 'log(%s.set_exception(ValueError(%d)))' % (s[1], s[2])
         elif op == 'map':
-            items = ', '.join(('%d' if k == 'value' else 'raise %d') % v for k, v in s[2])
-            txt = 'log(list(%s.map(ident_or_raise, [%s]%s)))' % (
-                s[1], items, ', ' + _t(s[3]) if s[3] else '')
+            items = ', '.join(_item(k, v) for k, v in s[2])
+            call = '%s.map(ident_or_raise, [%s]%s)' % (s[1], items, ', ' + _t(s[3]) if s[3] else '')
+            if len(s) > 4 and s[4] == 'drop':
+                txt = '%s   # the iterator dropped unread' % call
+            else:
+                txt = 'log(list(%s))' % call
         elif op == 'shutdown':
             txt = '%s.shutdown(wait=%s, cancel_futures=%s)' % (s[1], s[2], s[3])
         elif op == 'join':
