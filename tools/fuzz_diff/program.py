@@ -540,6 +540,10 @@ class Model:
         if cancel_futures:
             for t, (starts, fin) in sched.items():
                 f = self.futs[t]
+                if not starts and f.cancelled:
+                    # cancelled before and still queued: CPython drains it without notifying,
+                    # the port notifies its waiters (the documented difference)
+                    f.cancel_kind = 'shutdown'
                 if not starts and not f.cancelled:
                     if self._gen_dep_pending(t):
                         raise Invalid('a generator task waits for %s' % t)
