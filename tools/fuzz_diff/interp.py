@@ -125,6 +125,19 @@ def plain_task(ctx, name, spec):
     return _finish(spec)
 
 
+def hwait_task(ctx, name, spec):
+    ctx.started[name].set()
+    h = ctx.futs[spec['hand']]
+    try:
+        seen = ['ok', h.result(timeout=BOUND)]
+    except TimeoutError:
+        return 'GATE-TIMEOUT'
+    except (Exception, TaskAbort) as e:
+        seen = err(e)
+    _finish(spec)
+    return [seen, spec['v']]
+
+
 def sub_task(kind, v):
     if kind == 'raise':
         raise ValueError(v)
@@ -179,7 +192,7 @@ def gfork_task(ctx, name, spec):
     return [seen, spec['v']]
 
 
-TASKS = {'plain': plain_task, 'gated': plain_task, 'fork': fork_task, 'gen_one': gen_one_task,
+TASKS = {'plain': plain_task, 'gated': plain_task, 'hwait': hwait_task, 'fork': fork_task, 'gen_one': gen_one_task,
          'gen_many': gen_many_task, 'gfork': gfork_task}
 
 

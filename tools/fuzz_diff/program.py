@@ -110,7 +110,9 @@ class Model:
                 continue
             if blocked < ex.workers:
                 gate = f.spec.get('gate')
-                if gate is not None and not self.gates[gate]:
+                hand = f.spec.get('hand')
+                if (gate is not None and not self.gates[gate]) or \
+                        (hand is not None and not self.futs[hand].done):
                     blocked += 1
                     out[name] = (True, False)
                 else:
@@ -288,6 +290,11 @@ class Model:
             raise Invalid('coop task on a plain executor')
         if kind == 'gated' and spec['gate'] not in self.gates:
             raise Invalid('unknown gate')
+        if kind == 'hwait':
+            if ex.coop:
+                raise Invalid('blocking task on a coop executor')
+            if spec['hand'] not in self.futs or self.futs[spec['hand']].kind != 'hand':
+                raise Invalid('unknown hand-made future')
         for d in spec.get('deps', ()):
             self._fut(d)
             if self.futs[d].cancelled and not self.futs[d].notified:
@@ -663,7 +670,12 @@ def _random_step(rnd, m, fresh):
         ex = m.execs[e]
         then = rnd.choice(('value', 'value', 'value', 'raise', 'raise', 'base'))
         if not ex.coop:
-            if gates and rnd.random() < 0.6:
+            pending = [h for h in hands if not m.futs[h].done]
+            if pending and rnd.random() < 0.15:
+                # blocks its worker in result() until the hand-made future is set or cancelled
+                spec = {'kind': 'hwait', 'hand': rnd.choice(pending), 'then': then,
+                        'v': _val(rnd)}
+            elif gates and rnd.random() < 0.6:
                 spec = {'kind': 'gated', 'gate': rnd.choice(closed or gates), 'then': then,
                         'v': _val(rnd)}
             else:
@@ -766,6 +778,8 @@ def _task_text(spec):
         return 'task(%s)' % then
     if k == 'gated':
         return 'task(%s.wait(); %s)' % (spec['gate'], then)
+    if k == 'hwait':
+        return 'task(outcome of %s.result(); %s)' % (spec['hand'], then)
     if k == 'fork':
         subs = ', '.join(_item(kk, v) for kk, v in spec['subs'])
         return 'task(submit subtasks [%s] and forget them; %s)' % (subs, then)
