@@ -21,6 +21,7 @@ Without --seeds, FUZZ_DIFF_SEEDS (default 0:400) is used.
 """
 
 import argparse
+import copy
 import json
 import os
 import queue
@@ -157,8 +158,25 @@ def first_difference(a, b):
     return min(len(a), len(b))
 
 
+def repair(steps, features):
+    """The steps the model still accepts, in order, after some were removed: a step that
+    refers to a removed name, or whose observation is no longer determined, is dropped too."""
+    m = P.Model(features)
+    kept = []
+    for step in steps:
+        trial = copy.deepcopy(m)
+        try:
+            trial.apply(step)
+        except P.Invalid:
+            continue
+        m = trial
+        kept.append(step)
+    return kept
+
+
 def shrink(children, program, features, budget):
-    """Removes chunks of steps (ddmin) while the program stays valid and the mismatch stays."""
+    """Removes chunks of steps (ddmin, each candidate repaired to a valid program) while the
+    backends still disagree."""
     steps = list(program['steps'])
     trials = 0
     n = 2
@@ -167,12 +185,10 @@ def shrink(children, program, features, budget):
         chunk = max(1, (len(steps) + n - 1) // n)
         removed = False
         for i in range(0, len(steps), chunk):
-            cand = steps[:i] + steps[i + chunk:]
-            cprog = dict(program, steps=cand)
-            try:
-                P.validate(cprog, features)
-            except P.Invalid:
+            cand = repair(steps[:i] + steps[i + chunk:], features)
+            if len(cand) >= len(steps):
                 continue
+            cprog = dict(program, steps=cand)
             trials += 1
             if disagree(run_on(children, cprog)):
                 steps = cand
