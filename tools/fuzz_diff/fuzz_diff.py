@@ -13,7 +13,8 @@ Exit status: 0 if every seed agreed, 1 otherwise.
 
 --backend-port-only runs only the port (no comparison): it finds hangs, crashes and harness
 errors, e.g. under a sanitizer. --backends cpython,cpython compares CPython with itself, which
-finds the generator's own non-determinism. --print SEED prints the program and exits.
+finds the generator's own non-determinism. --print SEED prints the program (with the features
+the backends support, as a run would generate it) and exits.
 
 The port is imported from PYTHONPATH, or from --port-path (the directory holding the
 betterconcurrent package, e.g. bazel-bin/python/binding_test.runfiles/betterconcurrent/python).
@@ -253,9 +254,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     requested = set(f for f in args.features.split(',') if f)
-    if args.print_seed is not None:
-        print(P.pretty(P.generate(args.print_seed, requested)))
-        return 0
 
     env = dict(os.environ)
     if args.port_path:
@@ -267,6 +265,12 @@ def main(argv=None):
     for c in children:
         c.ensure()
     features = requested.intersection(*(c.features for c in children))
+    if args.print_seed is not None:
+        # the program of that seed as a run with these backends would generate it
+        for c in children:
+            c.close()
+        print(P.pretty(P.generate(args.print_seed, features)))
+        return 0
     print('fuzz_diff: backends %s, features %s (requested %s), seeds %s' % (
         ','.join(backends), ','.join(sorted(features)) or '-', ','.join(sorted(requested)),
         args.seeds), flush=True)
