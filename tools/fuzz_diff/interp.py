@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -146,9 +147,9 @@ def sub_task(kind, v):
     return v
 
 
-def map_item(ctx, k, item):
+def map_item(ctx, k, item, extra=0):
     ctx.map_ran.setdefault(k, set()).add(item[2])
-    return sub_task(item[0], item[1])
+    return sub_task(item[0], item[1]) + extra
 
 
 def fork_task(ctx, name, spec):
@@ -311,6 +312,13 @@ def run_program(program, backend_name, dog=None):
     return result
 
 
+def _repr(f):
+    """repr(f) without the address (and without the module of the class: CPython's repr
+    names the class as the module sees it, concurrent.futures._base.Future vs ours)."""
+    text = re.sub(r'0x[0-9a-fA-F]+', '0x', repr(f))
+    return re.sub(r'^<[\w.]*Future', '<Future', text)
+
+
 def _cb(ctx, name, idx, kind):
     def callback(f):
         ctx.cblog[(name, idx)] = outcome(f)
@@ -373,7 +381,7 @@ def _run_step(ctx, model, step):
     if op == 'cancel':
         return f.cancel()
     if op == 'status':
-        return [f.cancelled(), f.running(), f.done()]
+        return [f.cancelled(), f.running(), f.done(), _repr(f)]
     if op == 'result':
         return _call(lambda: f.result(timeout=T(step[2])))
     if op == 'exception':
@@ -427,16 +435,31 @@ def _run_step(ctx, model, step):
     if op == 'map':
         e, items, timeout = step[1:4]
         mode = step[4] if len(step) > 4 else 'list'
+        extras = step[5] if len(step) > 5 else None
+        lazy = len(step) > 6 and step[6]
         k = ctx.nmaps
         ctx.nmaps += 1
         fn = functools.partial(map_item, ctx, k)
-        args = [list(x) + [i] for i, x in enumerate(items)]
+        consumed = [0]
+
+        def counted(xs):
+            for x in xs:
+                consumed[0] += 1
+                yield x
+
+        iterables = [[list(x) + [i] for i, x in enumerate(items)]]
+        if extras is not None:
+            iterables.append(list(extras))
+        if lazy:
+            iterables = [counted(xs) for xs in iterables]
         out = []
         try:
-            it = ctx.execs[e].map(fn, args, timeout=T(timeout))
+            it = ctx.execs[e].map(fn, *iterables, timeout=T(timeout))
             if mode == 'drop':
                 del it
-                return 'dropped'
+                return ['dropped', consumed[0]]
+            if lazy:
+                out.append(['consumed at the call', consumed[0]])
             for r in it:
                 out.append(r)
         except (Exception, TaskAbort) as exc:

@@ -493,9 +493,13 @@ class Model:
             f.hand_raise = raises
             f.done = True
 
-    def op_map(self, e, items, timeout, mode='list'):
+    def op_map(self, e, items, timeout, mode='list', extras=None, lazy=False):
         """mode 'list': list(E.map(...)); 'drop': the iterator is dropped unread (every item
-        still runs, as in CPython, whose generator never started)."""
+        still runs, as in CPython, whose generator never started). extras: a second iterable
+        (zip() semantics: the shorter one ends it). lazy: the iterables are generators (map
+        consumes them when called)."""
+        if extras is not None:
+            items = items[:len(extras)]
         ex = self._exec(e)
         if ex.shut or not items:
             self.maps.append(True)   # RuntimeError from the first submit / nothing submitted
@@ -743,9 +747,12 @@ def _random_step(rnd, m, fresh):
         e = rnd.choice(execs)
         items = [(rnd.choice(('value', 'value', 'value', 'raise', 'base')), _val(rnd))
                  for _ in range(rnd.randint(0, 4))]
+        extras = [_val(rnd) for _ in range(rnd.randint(0, 5))] if rnd.random() < 0.2 else None
+        lazy = rnd.random() < 0.3
         if rnd.random() < 0.25:
-            return ('map', e, items, None, 'drop')
-        return ('map', e, items, rnd.choice((None, None, 'small', 'big', 'zero', 'neg')), 'list')
+            return ('map', e, items, None, 'drop', extras, lazy)
+        return ('map', e, items, rnd.choice((None, None, 'small', 'big', 'zero', 'neg')), 'list',
+                extras, lazy)
     if op == 'shutdown':
         if rnd.random() < 0.5:
             return None
@@ -823,7 +830,7 @@ def pretty(program):
         elif op == 'cancel':
             txt = 'log(%s.cancel())' % s[1]
         elif op == 'status':
-            txt = 'log(%s.cancelled(), %s.running(), %s.done())' % (s[1], s[1], s[1])
+            txt = 'log(%s.cancelled(), %s.running(), %s.done(), repr(%s))' % (s[1], s[1], s[1], s[1])
         elif op in ('result', 'exception'):
             txt = 'log(%s.%s(%s))' % (s[1], op, _t(s[2]))
         elif op == 'wait':
@@ -852,8 +859,16 @@ def pretty(program):
         elif op == 'set_exception':
             txt = 'log(%s.set_exception(ValueError(%d)))' % (s[1], s[2])
         elif op == 'map':
-            items = ', '.join(_item(k, v) for k, v in s[2])
-            call = '%s.map(ident_or_raise, [%s]%s)' % (s[1], items, ', ' + _t(s[3]) if s[3] else '')
+            items = '[%s]' % ', '.join(_item(k, v) for k, v in s[2])
+            extras = s[5] if len(s) > 5 else None
+            lazy = len(s) > 6 and s[6]
+            if lazy:
+                items = 'iter(%s)' % items
+            if extras is not None:
+                items += ', ' + ('iter(%s)' % extras if lazy else str(extras))
+            call = '%s.map(%s, %s%s)' % (s[1], 'add_or_raise' if extras is not None else
+                                          'ident_or_raise', items,
+                                          ', ' + _t(s[3]) if s[3] else '')
             if len(s) > 4 and s[4] == 'drop':
                 txt = '%s   # the iterator dropped unread' % call
             else:
