@@ -90,6 +90,8 @@ class TaskAbort(BaseException):
 
 
 def err(e):
+    if type(e) is ValueError and e.args and isinstance(e.args[0], str):
+        return ['raise', 'ValueError']   # the API's own (e.g. max_workers): its message is not ours
     if isinstance(e, (ValueError, TaskAbort)):
         return ['raise', type(e).__name__, list(e.args)]
     if type(e).__name__ == 'UnobservedTaskErrors':
@@ -351,6 +353,10 @@ def _run_step(ctx, model, step):
     if op == 'gate':
         ctx.gates[step[1]] = threading.Event()
         return None
+    if op == 'bad_executor':
+        def make():
+            b.Executor(max_workers=step[1])
+        return _call(make)
     if op == 'hand':
         ctx.futs[step[1]] = b.Future()
         ctx.order.append(step[1])
@@ -360,7 +366,9 @@ def _run_step(ctx, model, step):
         ctx.started[t] = threading.Event()
         ctx.where[t] = e
         try:
-            if int(t[1:]) % 3 == 2:   # some by keyword
+            if spec['kind'] == 'noncall':
+                f = ctx.execs[e].submit(42)
+            elif int(t[1:]) % 3 == 2:   # some by keyword
                 f = ctx.execs[e].submit(TASKS[spec['kind']], ctx, t, spec=spec)
             else:
                 f = ctx.execs[e].submit(TASKS[spec['kind']], ctx, t, spec)

@@ -268,6 +268,9 @@ class Model:
             raise Invalid('coop executors need join or gen')
         self.execs[e] = Exec(e, workers, coop)
 
+    def op_bad_executor(self, workers):
+        pass   # ThreadPoolExecutor(max_workers=0 or < 0): ValueError
+
     def op_gate(self, g):
         self._new(g)
         self.gates[g] = False
@@ -318,8 +321,8 @@ class Model:
 
     def op_await_started(self, t):
         f = self._fut(t)
-        if f.kind != 'task' or self.state(t) == 'queued':
-            raise Invalid('%s may never start' % t)
+        if f.kind != 'task' or self.state(t) == 'queued' or f.spec['kind'] == 'noncall':
+            raise Invalid('%s may never start (or sets no started event)' % t)
         if f.cancelled:
             raise Invalid('cancelled')
         f.started = True
@@ -401,8 +404,6 @@ class Model:
 
     def op_as_completed(self, ns, timeout, forced):
         ns = list(dict.fromkeys(ns))   # a future listed twice is yielded once
-        if not ns:
-            raise Invalid('empty')
         sts = {n: (self._fut(n) and self.wstate(n)) for n in ns}
         if 'excluded' in sts.values():
             raise Invalid('CPython never notifies futures cancelled by shutdown')
@@ -663,8 +664,11 @@ def _random_step(rnd, m, fresh):
           ['cancel'] * 2 + ['status'] * 2 + ['result'] * 2 + ['exception'] * 2 + \
           ['wait'] * 3 + ['as_completed'] * 2 + ['add_cb'] * 2 + ['cb_log'] + \
           ['hand', 'set_running', 'set_result', 'set_exception', 'map', 'gate'] + \
-          ['shutdown'] * 1 + (['join'] * 2 if 'join' in m.features else [])
+          ['shutdown'] * 1 + (['join'] * 2 if 'join' in m.features else []) + \
+          ['bad_executor'] * (rnd.random() < 0.1)
     op = rnd.choice(ops)
+    if op == 'bad_executor':
+        return ('bad_executor', rnd.choice((0, -1)))
     if op == 'gate':
         return ('gate', fresh('G')) if len(closed) < 3 else None
     if op == 'hand':
@@ -675,7 +679,10 @@ def _random_step(rnd, m, fresh):
         then = rnd.choice(('value', 'value', 'value', 'raise', 'raise', 'base'))
         if not ex.coop:
             pending = [h for h in hands if not m.futs[h].done]
-            if pending and rnd.random() < 0.15:
+            if rnd.random() < 0.03:
+                # submit(42): CPython accepts it; the task fails with TypeError
+                spec = {'kind': 'noncall', 'then': 'raise', 'v': 0}
+            elif pending and rnd.random() < 0.15:
                 # blocks its worker in result() until the hand-made future is set or cancelled
                 spec = {'kind': 'hwait', 'hand': rnd.choice(pending), 'then': then,
                         'v': _val(rnd)}
@@ -734,6 +741,8 @@ def _random_step(rnd, m, fresh):
         ns = sorted(set(rnd.choice(futs) for _ in range(rnd.randint(1, 4))), key=_order)
         if rnd.random() < 0.1:
             ns.append(rnd.choice(ns))   # listed twice
+        elif rnd.random() < 0.03:
+            ns = []
         if op == 'wait':
             return ('wait', ns, rnd.choice(MODES), timeout)
         forced = []
@@ -783,6 +792,8 @@ def _task_text(spec):
     k = spec['kind']
     if k == 'plain':
         return 'task(%s)' % then
+    if k == 'noncall':
+        return '42   # not callable'
     if k == 'gated':
         return 'task(%s.wait(); %s)' % (spec['gate'], then)
     if k == 'hwait':
@@ -817,6 +828,8 @@ def pretty(program):
                 s[1], s[2], '   # coop: no gated tasks' if s[3] else '')
         elif op == 'gate':
             txt = '%s = Event()' % s[1]
+        elif op == 'bad_executor':
+            txt = 'log(ThreadPoolExecutor(max_workers=%d))' % s[1]
         elif op == 'hand':
             txt = '%s = Future()' % s[1]
         elif op == 'submit':
