@@ -8,6 +8,8 @@
 #   make bench   run the benchmarks, optimized
 #   make stress  randomized stress: 10,000 task trees + 10,000 fib(18) (//executor:stress_test);
 #                STRESS_TREES, STRESS_FIBS, STRESS_SEED, STRESS_CONFIG=--config=asan|tsan
+#   make fuzz-diff   random concurrent programs on CPython and on the Python package, outcomes
+#                compared (tools/fuzz_diff); FUZZ_SEEDS=START:COUNT, FUZZ_CONFIG=--config=tsan
 #   make format / make lint   clang-format the C++ sources / check them
 
 SHELL := bash
@@ -19,12 +21,15 @@ BAZEL_FLAGS ?= --curses=no --noshow_progress
 # What the test stages and `build` cover, e.g. make test TARGETS=//future/...
 TARGETS ?= //...
 BENCH_ARGS ?=
+# make fuzz-diff: which seeds, and an optional Bazel config (--config=asan / --config=tsan).
+FUZZ_SEEDS ?= 0:5000
+FUZZ_CONFIG ?=
 CLANG_FORMAT ?= clang-format
 
 EXAMPLES := tree_search fork_join_fib
 TEST_STAGES := test-default test-asan test-tsan test-consumer
 
-.PHONY: all deps build test $(TEST_STAGES) demo bench stress format lint clean
+.PHONY: all deps build test $(TEST_STAGES) demo bench stress fuzz-diff format lint clean
 
 all: build
 
@@ -99,6 +104,15 @@ stress: deps
 	  --test_output=streamed --nocache_test_results --test_timeout=7200 \
 	  --test_env=STRESS_TREES=$(STRESS_TREES) --test_env=STRESS_FIBS=$(STRESS_FIBS) \
 	  --test_env=STRESS_SEED=$(STRESS_SEED)
+
+# The differential fuzzer with many seeds: //conformance:fuzz_diff_test, which runs the script
+# with the package in its runfiles (and, under a sanitizer config, the runtime preloaded). A
+# mismatch fails it and prints the shrunk program with both outcomes.
+fuzz-diff: deps
+	$(BAZEL) test $(BAZEL_FLAGS) $(FUZZ_CONFIG) //conformance:fuzz_diff_test \
+	  --test_env=FUZZ_DIFF_SEEDS=$(FUZZ_SEEDS) --test_timeout=7200 --nocache_test_results \
+	  --test_output=errors
+	@tail -n 1 bazel-testlogs/conformance/fuzz_diff_test/test.log
 
 CC_SOURCES = $$(git ls-files --cached --others --exclude-standard -- '*.h' '*.cc')
 

@@ -253,6 +253,25 @@ class ThreadPoolTest(unittest.TestCase):
         with self.assertRaises(StopIteration):
             next(results)
 
+    def test_map_takes_from_the_iterables_as_zip_does(self):
+        # Found by tools/fuzz_diff: the shorter iterable ends the map, and the longer one loses
+        # exactly the item CPython's zip() takes before it sees the end (not one more).
+        pulled = []
+
+        def items(name, values):
+            for v in values:
+                pulled.append((name, v))
+                yield v
+
+        results = self.pool.map(pow, items('a', [2, 3, 4]), items('b', [2]), timeout=TIMEOUT)
+        self.assertEqual(pulled, [('a', 2), ('b', 2), ('a', 3)])
+        self.assertEqual(list(results), [4])
+        shared = iter(range(10))
+        self.assertEqual(list(self.pool.map(pow, shared, [1, 1], timeout=TIMEOUT)), [0, 1])
+        self.assertEqual(next(shared), 3)
+        with self.assertRaises(ZeroDivisionError):
+            self.pool.map(pow, (1 // x for x in [1, 0]))
+
     def test_map_timeout_cancels_the_rest(self):
         release = threading.Event()
         started = threading.Event()

@@ -710,11 +710,16 @@ class PyThreadPoolExecutor {
     const detail::Deadline deadline = detail::Deadline::after(to_timeout(timeout));
     std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
     std::vector<PyFutureHandle> futures;
-    py::object zipped = py::module_::import("builtins").attr("zip")(*iterables);
-    for (py::handle args : zipped) {
+    // zip() is asked for its next tuple until it first says it is exhausted, and never again:
+    // an exhausted zip() asked again pulls one more item from its first iterable (pybind11's
+    // range-for over an iterator does ask again), which CPython's list comprehension does not.
+    py::iterator zipped = py::iter(py::module_::import("builtins").attr("zip")(*iterables));
+    while (PyObject* next = PyIter_Next(zipped.ptr())) {
+      py::object args = py::reinterpret_steal<py::object>(next);
       futures.push_back(
           submit_to(*pool, PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()), PyRef(), generator));
     }
+    if (PyErr_Occurred() != nullptr) throw py::error_already_set();
     return PyMapIterator(std::make_unique<MapResults<PyRef>>(std::move(futures), deadline));
   }
 
