@@ -7,7 +7,10 @@
 #include <cstddef>
 #include <future>
 
-extern "C" const char* __tsan_default_options() { return "die_after_fork=0"; }
+// ThreadSanitizer's hook for default options; its name is the runtime's, hence reserved.
+extern "C" const char* __tsan_default_options() {  // NOLINT(bugprone-reserved-identifier)
+  return "die_after_fork=0";
+}
 
 namespace betterconcurrent::test_util {
 
