@@ -204,6 +204,16 @@ class WaitTest(unittest.TestCase):
             next(it)
 
 
+def exception_raised_by_result(test, future):
+    """What future.result() raises (a test failure if nothing). Not assertRaises: that drops the
+    exception's traceback, which the callers inspect."""
+    try:
+        future.result(timeout=TIMEOUT)
+    except BaseException as e:  # whatever it is: the caller checks its type
+        return e
+    test.fail('result() did not raise')
+
+
 def raise_value_error(text):
     raise ValueError(text)
 
@@ -227,13 +237,8 @@ class ThreadPoolTest(unittest.TestCase):
 
     def test_task_exception_keeps_its_traceback(self):
         f = self.pool.submit(raise_value_error, 'from a task')
-        # Not assertRaises: it drops the exception's traceback.
-        try:
-            f.result(timeout=TIMEOUT)
-        except ValueError as e:
-            caught = e
-        else:
-            self.fail('result() did not raise')
+        caught = exception_raised_by_result(self, f)
+        self.assertIsInstance(caught, ValueError)
         self.assertEqual(str(caught), 'from a task')
         frames = [frame.name for frame in traceback.extract_tb(caught.__traceback__)]
         self.assertIn('raise_value_error', frames)
@@ -591,12 +596,8 @@ class GeneratorTaskTest(unittest.TestCase):
             raise ValueError('after waiting for %d' % inner.result())
 
         f = pool.submit(failing, False)
-        try:
-            f.result(timeout=TIMEOUT)
-        except ValueError as e:
-            caught = e
-        else:
-            self.fail('result() did not raise')
+        caught = exception_raised_by_result(self, f)
+        self.assertIsInstance(caught, ValueError)
         self.assertEqual(str(caught), 'after waiting for 4')
         self.assertIs(f.exception(), caught)
         frames = [frame.name for frame in traceback.extract_tb(caught.__traceback__)]
