@@ -7,6 +7,9 @@
 namespace betterconcurrent::detail {
 
 JoinTracker::~JoinTracker() {
+  for (std::exception_ptr& error : deadlocks_) {
+    log(LogLevel::kError, "tasks deadlocked and nobody joined to hear of it", std::move(error));
+  }
   for (StateRef<StateBase>& state : failed_) {
     if (state->claim_unobserved()) {
       log(LogLevel::kError, "exception in a task was never observed", state->stored_exception());
@@ -40,21 +43,51 @@ bool JoinTracker::finished() noexcept {
   return true;
 }
 
-bool JoinTracker::wait_idle(const Deadline& deadline) {
-  waiters_.fetch_add(1, std::memory_order_seq_cst);
-  bool idle;
-  {
-    std::unique_lock lock(mu_);
-    auto is_idle = [&] { return outstanding() == 0; };
-    if (deadline.is_never()) {
-      idle_.wait(lock, is_idle);
-      idle = true;
-    } else {
-      idle = idle_.wait_until(lock, deadline.at(), is_idle);
-    }
+JoinTracker::Waiter::Waiter(JoinTracker& tracker) noexcept : tracker_(tracker) {
+  tracker_.waiters_.fetch_add(1, std::memory_order_seq_cst);
+  std::lock_guard lock(tracker_.mu_);
+  quiet_seen_ = tracker_.quiet_generation_;
+}
+
+JoinTracker::Waiter::~Waiter() { tracker_.waiters_.fetch_sub(1, std::memory_order_seq_cst); }
+
+JoinTracker::WaitResult JoinTracker::Waiter::wait(const Deadline& deadline) {
+  std::unique_lock lock(tracker_.mu_);
+  auto woken = [&] {
+    return tracker_.outstanding() == 0 || tracker_.quiet_generation_ != quiet_seen_;
+  };
+  if (deadline.is_never()) {
+    tracker_.idle_.wait(lock, woken);
+  } else if (!tracker_.idle_.wait_until(lock, deadline.at(), woken)) {
+    return WaitResult::kTimedOut;
   }
-  waiters_.fetch_sub(1, std::memory_order_relaxed);
-  return idle;
+  if (tracker_.outstanding() == 0) return WaitResult::kIdle;
+  quiet_seen_ = tracker_.quiet_generation_;
+  return WaitResult::kQuiet;
+}
+
+void JoinTracker::notify_quiet() noexcept {
+  std::lock_guard lock(mu_);
+  ++quiet_generation_;
+  idle_.notify_all();
+}
+
+void JoinTracker::record_deadlock(std::exception_ptr error) noexcept {
+  try {
+    std::lock_guard lock(mu_);
+    deadlocks_.push_back(error);
+  } catch (...) {
+    log(LogLevel::kError, "tasks deadlocked (not kept for join(): out of memory)",
+        std::move(error));
+  }
+}
+
+std::exception_ptr JoinTracker::take_deadlock() noexcept {
+  std::lock_guard lock(mu_);
+  if (deadlocks_.empty()) return nullptr;
+  std::exception_ptr error = std::move(deadlocks_.front());
+  deadlocks_.erase(deadlocks_.begin());
+  return error;
 }
 
 std::vector<std::exception_ptr> JoinTracker::take_unobserved() {

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <new>
 #include <system_error>
 #include <utility>
 
@@ -304,8 +305,21 @@ Runnable* Scheduler::find_work(std::size_t index, bool thorough, unsigned tick) 
   return nullptr;
 }
 
+bool Scheduler::quiet() const noexcept {
+  return idle_workers_.load(std::memory_order_seq_cst) +
+             failed_starts_.load(std::memory_order_seq_cst) >=
+         num_threads();
+}
+
+void Scheduler::went_idle() noexcept {
+  // Both sides announce themselves (seq_cst) before they look at the other: either this sees
+  // the drain()er's Waiter, or the drain()er, which checks quiet() after announcing, sees us.
+  if (quiet() && tracker_.has_waiters() && tracker_.outstanding() != 0) tracker_.notify_quiet();
+}
+
 Runnable* Scheduler::wait_for_work(std::size_t index) noexcept {
-  idle_workers_.fetch_add(1, std::memory_order_acq_rel);
+  idle_workers_.fetch_add(1, std::memory_order_seq_cst);
+  went_idle();
   Runnable* found = nullptr;
   for (int spin = 0; spin < kIdleSpins && found == nullptr; ++spin) {
     if (exiting()) break;
@@ -336,6 +350,8 @@ void Scheduler::worker_main(std::size_t index) {
     if (std::exception_ptr failure = options_.on_worker_start()) {
       first->discard(*this, failure);
       discard_queued(failure);
+      failed_starts_.fetch_add(1, std::memory_order_seq_cst);
+      went_idle();
       tls_worker = WorkerIdentity{};
       return;
     }
@@ -383,6 +399,96 @@ void Scheduler::discard_queued(const std::exception_ptr& reason) noexcept {
     }
     all = next;
   }
+}
+
+bool Scheduler::drain(const Deadline& deadline) {
+  JoinTracker::Waiter waiter(tracker_);
+  // A search that finds nothing waits out ten times its own length before the next one, so that
+  // a pool that keeps going quiet around many suspended tasks spends little time searching.
+  constexpr int kBackOff = 10;
+  bool look = quiet();  // after announcing the Waiter: see went_idle()
+  Deadline::Clock::time_point next_look = Deadline::Clock::now();
+  for (;;) {
+    Deadline::Clock::time_point now = Deadline::Clock::now();
+    if (look && now >= next_look) {
+      look = false;
+      bool found = false;
+      try {
+        found = end_deadlocked();
+      } catch (const std::bad_alloc&) {
+        // No memory to search this time: the next quiet moment tries again.
+      }
+      if (!found) next_look = Deadline::Clock::now() + kBackOff * (Deadline::Clock::now() - now);
+    }
+    Deadline until = deadline;
+    if (look && (deadline.is_never() || next_look < deadline.at())) {
+      until = Deadline::after(next_look - Deadline::Clock::now());
+    }
+    switch (waiter.wait(until)) {
+      case JoinTracker::WaitResult::kIdle:
+        return true;
+      case JoinTracker::WaitResult::kQuiet:
+        look = true;
+        break;
+      case JoinTracker::WaitResult::kTimedOut:
+        if (deadline.passed()) return false;
+        break;  // the back-off ended: look now
+    }
+  }
+}
+
+bool Scheduler::end_deadlocked() {
+  std::lock_guard search(deadlock_mu_);
+  std::vector<Suspension*> deadlocked;
+  {
+    // A snapshot: no suspended task can resume (and unregister) while we hold every registry.
+    std::size_t n = num_threads();
+    std::vector<std::unique_lock<std::mutex>> registries;
+    registries.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) registries.emplace_back(workers_[i].suspended_mu);
+    std::vector<Suspension*> suspended;
+    for (std::size_t i = 0; i < n; ++i) {
+      for (Suspension* s = workers_[i].suspended; s != nullptr; s = s->next) {
+        suspended.push_back(s);
+      }
+    }
+    deadlocked = find_deadlocked(suspended);
+    for (Suspension* s : deadlocked) unlink_suspension(*s);
+  }
+  if (deadlocked.empty()) return false;
+  std::exception_ptr error = deadlock_error(deadlocked);
+  // Every wake-up goes first: ending one task completes its future, which must not wake
+  // another deadlocked task that is about to be ended too.
+  for (Suspension* s : deadlocked) s->stop_listening();
+  // Recorded before the tasks are uncounted, so that the join() their end releases finds it.
+  tracker_.record_deadlock(error);
+  for (Suspension* s : deadlocked) s->end(error);
+  return true;
+}
+
+void Scheduler::add_suspension(Suspension& s) noexcept {
+  s.registry = is_own_worker() ? tls_worker.index : 0;
+  Worker& w = workers_[s.registry];
+  std::lock_guard lock(w.suspended_mu);
+  s.prev = nullptr;
+  s.next = w.suspended;
+  if (s.next != nullptr) s.next->prev = &s;
+  w.suspended = &s;
+}
+
+void Scheduler::remove_suspension(Suspension& s) noexcept {
+  std::lock_guard lock(workers_[s.registry].suspended_mu);
+  unlink_suspension(s);
+}
+
+void Scheduler::unlink_suspension(Suspension& s) noexcept {
+  Worker& w = workers_[s.registry];
+  if (s.prev != nullptr) {
+    s.prev->next = s.next;
+  } else {
+    w.suspended = s.next;
+  }
+  if (s.next != nullptr) s.next->prev = s.prev;
 }
 
 void Scheduler::ensure_timer_thread() {

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "executor/deadlock.h"
 #include "executor/join_tracker.h"
 #include "future/detail/state.h"
 
@@ -145,6 +146,19 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // (null: cancel). Coroutines waiting to resume stay queued. Nothrow.
   void discard_queued(const std::exception_ptr& reason) noexcept;
 
+  // Blocks until no task is outstanding (true) or the deadline passes (false). Each time the
+  // pool goes quiet meanwhile (every worker idle, so every outstanding task suspended), it
+  // looks for deadlocked tasks (executor/deadlock.h) and ends each with a DeadlockError, which
+  // it records in tracker() for join(). Throws what ending them cannot avoid: nothing but
+  // std::bad_alloc from the search, after which it waits on and looks again next time.
+  bool drain(const Deadline& deadline);
+
+  // A coroutine task on one of this scheduler's workers is about to link the wake-up that
+  // `s` describes: registers it, for drain(). Nothrow.
+  void add_suspension(Suspension& s) noexcept;
+  // The task resumed (or did not suspend after all): unregisters it. Nothrow.
+  void remove_suspension(Suspension& s) noexcept;
+
   // Starts the timer thread if needed. Throws std::system_error if it cannot.
   void ensure_timer_thread();
   // Arms `entry` to fire at entry.at on the timer thread (after ensure_timer_thread()).
@@ -172,6 +186,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
     std::thread thread;                // guarded by spawn_mu_
     std::string name;
     Runnable* first = nullptr;  // set before the thread starts; only that thread reads it
+    // The coroutine tasks that suspended on this worker and have not resumed yet.
+    std::mutex suspended_mu;
+    Suspension* suspended ABSL_GUARDED_BY(suspended_mu) = nullptr;
   };
 
   explicit Scheduler(Options options);
@@ -189,6 +206,15 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   bool spawn_worker(Runnable& first);
   bool should_spawn(bool external) noexcept;
   void timer_main() noexcept;
+  // Called as a worker goes idle: tells drain() when that leaves no worker busy. Nothrow.
+  void went_idle() noexcept;
+  // Whether every live worker is idle. Nothrow.
+  bool quiet() const noexcept;
+  // Finds the deadlocked tasks among the suspended ones and ends them; returns whether there
+  // were any. May throw std::bad_alloc (then nothing changed).
+  bool end_deadlocked();
+  // Under the registry lock of s.registry. Nothrow.
+  void unlink_suspension(Suspension& s) noexcept;
 
   const Options options_;
   const std::uint64_t fork_generation_;  // forks this process had seen when it was created
@@ -200,8 +226,10 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   RunQueue injected_ ABSL_GUARDED_BY(inject_mu_);
   std::atomic<std::size_t> injected_size_{0};
 
-  std::atomic<std::size_t> idle_workers_{0};  // spinning or sleeping
-  std::atomic<std::size_t> idle_tokens_{0};   // Python's _idle_semaphore
+  std::atomic<std::size_t> idle_workers_{0};   // spinning or sleeping
+  std::atomic<std::size_t> failed_starts_{0};  // workers that exited at once (initializer)
+  std::mutex deadlock_mu_;                     // one search at a time
+  std::atomic<std::size_t> idle_tokens_{0};    // Python's _idle_semaphore
   std::atomic<int> sleepers_{0};
   std::atomic<std::uint64_t> epoch_{0};  // changed under sleep_mu_
   std::mutex sleep_mu_;

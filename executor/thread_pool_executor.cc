@@ -144,6 +144,7 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
         "cannot join current thread: shutdown(wait=true) was called from one of this "
         "executor's own tasks; call shutdown(false) there, or shut down from outside");
   }
+  scheduler_->drain(detail::Deadline::never());  // ends deadlocked tasks, which never would
   scheduler_->join_threads();
 }
 
@@ -154,10 +155,13 @@ void ThreadPoolExecutor::join(Timeout timeout) {
         "join() was called from one of this executor's own tasks, so it could never return; "
         "join from outside the executor, or co_await the futures you need");
   }
-  if (!scheduler_->tracker().wait_idle(detail::Deadline::after(timeout))) {
+  if (!scheduler_->drain(detail::Deadline::after(timeout))) {
     throw TimeoutError("join() timed out with " +
                        std::to_string(scheduler_->tracker().outstanding()) +
                        " task(s) still queued, running or suspended");
+  }
+  if (std::exception_ptr deadlock = scheduler_->tracker().take_deadlock()) {
+    std::rethrow_exception(deadlock);
   }
   std::vector<std::exception_ptr> unobserved = scheduler_->tracker().take_unobserved();
   if (!unobserved.empty()) throw UnobservedTaskErrors(std::move(unobserved));

@@ -5,7 +5,8 @@
 //   │   ├── Error                      concurrent.futures.Error
 //   │   │   ├── CancelledError         concurrent.futures.CancelledError
 //   │   │   ├── InvalidStateError      concurrent.futures.InvalidStateError
-//   │   │   └── UnobservedTaskErrors   (betterconcurrent) thrown by Executor::join()
+//   │   │   ├── UnobservedTaskErrors   (betterconcurrent) thrown by Executor::join()
+//   │   │   └── DeadlockError          (betterconcurrent) tasks that wait only for each other
 //   │   ├── TimeoutError               concurrent.futures.TimeoutError (builtins.TimeoutError)
 //   │   └── BrokenExecutor             concurrent.futures.BrokenExecutor (a RuntimeError)
 //   │       └── BrokenThreadPool       concurrent.futures.thread.BrokenThreadPool
@@ -77,6 +78,15 @@ class UnobservedTaskErrors : public Error {
 
  private:
   std::vector<std::exception_ptr> exceptions_;
+};
+
+// Suspended coroutine tasks of one executor that wait for each other's futures in a cycle (or
+// for such tasks), so that none of them can ever resume. Each such task ends with this error
+// in its future, without resuming, and Executor::join() throws it. The message names every
+// task (by its future's repr) and what it waits for. See "Deadlocks" in executor/executor.h.
+class DeadlockError : public Error {
+ public:
+  using Error::Error;
 };
 
 }  // namespace betterconcurrent

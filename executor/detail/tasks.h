@@ -157,6 +157,14 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
     scheduler_.task_ended(*this);
   }
 
+  void end_deadlocked(const std::exception_ptr& error) noexcept override {
+    complete_task(*this, external, scheduler_, [&]() -> R { std::rethrow_exception(error); });
+    if (this->stored_exception() == error) this->mark_observed();
+    destroy_frame();
+    fn_.reset();
+    scheduler_.task_ended(*this);
+  }
+
  protected:
   void destroy() noexcept override {
     destroy_frame();  // a coroutine abandoned mid-way (never in normal runs)
