@@ -7,6 +7,63 @@
 
 namespace betterconcurrent::detail {
 
+SuspensionRegistry::~SuspensionRegistry() = default;
+
+SuspensionSlot* SuspensionRegistry::acquire(const PublishedSuspension& published) noexcept {
+  if (free_ == nullptr) {
+    try {
+      chunks_.push_back(std::make_unique<SuspensionSlot[]>(kChunk));
+    } catch (...) {
+      return nullptr;  // see the header: this task goes unregistered
+    }
+    for (std::size_t i = 0; i < kChunk; ++i) {
+      chunks_.back()[i].next_ = free_;
+      free_ = &chunks_.back()[i];
+    }
+  }
+  SuspensionSlot* slot = free_;
+  free_ = slot->next_;
+  slot->published_.store(&published, std::memory_order_relaxed);
+  // Published by the release store: a search that sees the new head sees its fields.
+  slot->next_ = slots_.load(std::memory_order_relaxed);
+  slots_.store(slot, std::memory_order_release);
+  ++size_;
+  return slot;
+}
+
+void SuspensionRegistry::recycle_ended() noexcept {
+  std::lock_guard lock(mu_);
+  // Keeps the live slots in order; a search cannot be walking the list now.
+  SuspensionSlot* live = nullptr;
+  SuspensionSlot** tail = &live;
+  SuspensionSlot* slot = slots_.load(std::memory_order_relaxed);
+  while (slot != nullptr) {
+    SuspensionSlot* next = slot->next_;
+    if (slot->published_.load(std::memory_order_acquire) == nullptr) {
+      slot->next_ = free_;
+      free_ = slot;
+      --size_;
+    } else {
+      *tail = slot;
+      tail = &slot->next_;
+    }
+    slot = next;
+  }
+  *tail = nullptr;
+  slots_.store(live, std::memory_order_release);
+}
+
+void SuspensionRegistry::collect(std::vector<Suspension*>& out) {
+  std::lock_guard lock(mu_);
+  for (SuspensionSlot* slot = slots_.load(std::memory_order_acquire); slot != nullptr;
+       slot = slot->next_) {
+    const PublishedSuspension* published = slot->published_.load(std::memory_order_acquire);
+    if (published == nullptr) continue;  // the task ended
+    // Null if the task is queued or running.
+    if (Suspension* s = published->current()) out.push_back(s);
+  }
+}
+
 std::vector<Suspension*> find_deadlocked(const std::vector<Suspension*>& suspended) {
   const std::size_t n = suspended.size();
   // Candidates: untimed waits, found by their task's future.
@@ -25,8 +82,9 @@ std::vector<Suspension*> find_deadlocked(const std::vector<Suspension*>& suspend
     const Suspension& s = *suspended[i];
     if (s.timed()) continue;
     bool any_free = false;  // waiting for any: one of them needs no stuck task
-    for (StateBase* awaited : s.awaited()) {
-      auto it = s.satisfied(*awaited) ? task_of.end() : task_of.find(awaited);
+    for (std::size_t k = 0; k < s.awaited_count(); ++k) {
+      const StateBase& awaited = s.awaited(k);
+      auto it = s.satisfied(awaited) ? task_of.end() : task_of.find(&awaited);
       if (it == task_of.end()) {
         any_free = true;  // satisfied, or something outside the candidates may complete it
         continue;
@@ -72,10 +130,11 @@ std::exception_ptr deadlock_error(const std::vector<Suspension*>& deadlocked) no
       message += repr(s->waiter()) + " waits for ";
       std::string list;
       std::size_t count = 0;
-      for (const StateBase* awaited : s->awaited()) {
-        if (s->satisfied(*awaited)) continue;
+      for (std::size_t k = 0; k < s->awaited_count(); ++k) {
+        const StateBase& awaited = s->awaited(k);
+        if (s->satisfied(awaited)) continue;
         if (count++ != 0) list += ", ";
-        list += repr(*awaited);
+        list += repr(awaited);
       }
       if (count > 1) {
         message += s->need() == Suspension::Need::kAll ? "all of [" : "any of [";

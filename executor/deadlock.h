@@ -18,46 +18,49 @@
 // Why the answer is safe to act on. The task futures of a stuck set are RUNNING, so cancel()
 // cannot touch them, and each is completed only by its own task, which must first be woken by
 // one of the futures it waits for, all of them in the set. So the earliest completion in the
-// set would need an earlier one: none ever happens. This holds for any snapshot of the
-// suspended tasks, whatever else runs meanwhile, as long as each task is registered before it
-// links its wake-up and unregistered only when it resumes (the scheduler's rule). The one way
-// around it is to complete a task's future by hand (Future::set_result() on a task future),
-// which the executors already treat as misuse.
+// set would need an earlier one: none ever happens, whatever threads outside the executor do
+// meanwhile. The one way around it is to complete a task's future by hand
+// (Future::set_result() on a task future), which the executors already treat as misuse.
+//
+// Where the suspended tasks are found. A coroutine task publishes its awaiter (a Suspension)
+// in a word of its own before it links its wake-up, and withdraws it when it runs again: plain
+// stores. At its first suspension it also gets a SuspensionSlot in its worker's
+// SuspensionRegistry, which points at that word until the task ends. A search reads the
+// registries only while the scheduler holds every worker out of running tasks (Scheduler's
+// gate): then no published awaiter changes or dies, and no registered task ends.
 #ifndef BETTERCONCURRENT_EXECUTOR_DEADLOCK_H_
 #define BETTERCONCURRENT_EXECUTOR_DEADLOCK_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <span>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "future/detail/state.h"
 
 namespace betterconcurrent::detail {
 
-// What a suspended coroutine task waits for, kept in its awaiter (inside the coroutine frame)
-// and registered with the scheduler for as long as the task may be suspended.
+// What a suspended coroutine task waits for: implemented by its awaiter (inside the coroutine
+// frame), which publishes itself in its task's SuspensionSlot while the task may be suspended.
+// An interface, so that an awaiter grows by one pointer: searches are rare, suspensions are not.
 class Suspension {
  public:
   enum class Need : std::uint8_t { kAll, kAny };
 
-  // `waiter` is the suspended task's own future. `awaited` lists the futures it waits for
-  // (each once); one counts as satisfied once done() (kDone) or notified() (kNotified).
-  Suspension(StateBase& waiter, std::span<StateBase* const> awaited, WaitNode::When when, Need need,
-             bool timed) noexcept
-      : waiter_(waiter), awaited_(awaited), when_(when), need_(need), timed_(timed) {}
-  Suspension(const Suspension&) = delete;
-  Suspension& operator=(const Suspension&) = delete;
-
-  StateBase& waiter() const noexcept { return waiter_; }
-  std::span<StateBase* const> awaited() const noexcept { return awaited_; }
-  Need need() const noexcept { return need_; }
-  bool timed() const noexcept { return timed_; }
-  // Whether `awaited` no longer holds the task back. Nothrow.
-  bool satisfied(const StateBase& awaited) const noexcept {
-    return when_ == WaitNode::When::kDone ? awaited.done() : awaited.notified();
-  }
+  // The suspended task's own future.
+  virtual const StateBase& waiter() const noexcept = 0;
+  // The futures it waits for (each once): all of them, or any one.
+  virtual std::size_t awaited_count() const noexcept = 0;
+  virtual const StateBase& awaited(std::size_t i) const noexcept = 0;
+  virtual Need need() const noexcept = 0;
+  // Whether a timer wakes it too.
+  virtual bool timed() const noexcept = 0;
+  // Whether `awaited` no longer holds it back: done() for one future, notified() in a wait for
+  // several (Python's rule). Nothrow.
+  virtual bool satisfied(const StateBase& awaited) const noexcept = 0;
 
   // For a deadlocked task only. Unlinks its wake-ups: after it returns, no future wakes it.
   // Nothrow.
@@ -66,24 +69,78 @@ class Suspension {
   // coroutine (and with it this object) and uncounts it. Nothrow.
   virtual void end(const std::exception_ptr& error) noexcept = 0;
 
-  // The scheduler's registry links.
-  Suspension* prev = nullptr;
-  Suspension* next = nullptr;
-  std::size_t registry = 0;
-
  protected:
+  Suspension() = default;
+  Suspension(const Suspension&) = default;
+  Suspension& operator=(const Suspension&) = default;
   ~Suspension() = default;
+};
+
+// What a coroutine task publishes while it may be suspended: one word inside the task, which
+// travels with it from worker to worker, so publishing costs a store to a line the task owns.
+class PublishedSuspension {
+ public:
+  // Before the task links its wake-up. Nothrow.
+  void publish(Suspension& s) noexcept { current_.store(&s, std::memory_order_release); }
+  // When the task runs again (or did not suspend after all). Nothrow.
+  void withdraw() noexcept { current_.store(nullptr, std::memory_order_release); }
+  Suspension* current() const noexcept { return current_.load(std::memory_order_acquire); }
 
  private:
-  StateBase& waiter_;
-  std::span<StateBase* const> awaited_;
-  WaitNode::When when_;
-  Need need_;
-  bool timed_;
+  std::atomic<Suspension*> current_{nullptr};
+};
+
+// A registry's entry for one coroutine task, from its first suspension to its end: where to
+// find what it publishes. The task's end clears it, and the registry then recycles it.
+class SuspensionSlot {
+ public:
+  // The task ended: the slot may go to another task. Its last touch of the slot. Nothrow.
+  void end() noexcept { published_.store(nullptr, std::memory_order_release); }
+
+ private:
+  friend class SuspensionRegistry;
+  std::atomic<const PublishedSuspension*> published_{nullptr};  // null once the task ended
+  SuspensionSlot* next_ = nullptr;  // the registry's list, or its free list
+};
+
+// One worker's slots. Its worker acquires them without a lock (it only ever prepends to the
+// list) and recycles them under the lock, which a search also holds while it walks the list.
+class SuspensionRegistry {
+ public:
+  SuspensionRegistry() = default;
+  SuspensionRegistry(const SuspensionRegistry&) = delete;
+  SuspensionRegistry& operator=(const SuspensionRegistry&) = delete;
+  ~SuspensionRegistry();
+
+  // Owner only. A slot for a task that suspends for the first time and publishes in
+  // `published`, or null if there is no memory for one (the task then suspends unregistered:
+  // never reported, and never the reason another task is). Nothrow.
+  SuspensionSlot* acquire(const PublishedSuspension& published) noexcept;
+  // Owner only: recycles the ended slots when they may be most of the list. `outstanding()`
+  // bounds the live slots (each belongs to an outstanding task) and is read only when the list
+  // is long, so the work stays amortized constant per slot. Nothrow.
+  template <typename Outstanding>
+  void trim(Outstanding outstanding) noexcept {
+    if (size_ > kChunk && size_ > 2 * outstanding() + kChunk) recycle_ended();
+  }
+
+  // Appends every published Suspension to `out`. Only while no worker runs tasks (see the top
+  // of this file). May throw std::bad_alloc.
+  void collect(std::vector<Suspension*>& out);
+
+ private:
+  static constexpr std::size_t kChunk = 256;  // slots allocated at a time
+  void recycle_ended() noexcept;
+
+  std::mutex mu_;  // held by recycling and by searches
+  std::atomic<SuspensionSlot*> slots_{nullptr};
+  std::size_t size_ = 0;                                   // owner only: the length of slots_
+  SuspensionSlot* free_ = nullptr;                         // owner only
+  std::vector<std::unique_ptr<SuspensionSlot[]>> chunks_;  // owner only
 };
 
 // The tasks among `suspended` that can never resume (see the top of this file), in the order
-// given. `suspended` must not change meanwhile. May throw std::bad_alloc.
+// given. The Suspensions must not change meanwhile. May throw std::bad_alloc.
 std::vector<Suspension*> find_deadlocked(const std::vector<Suspension*>& suspended);
 
 // A DeadlockError naming each of `deadlocked` (a non-empty result of find_deadlocked()) and

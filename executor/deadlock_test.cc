@@ -34,19 +34,25 @@ constexpr seconds kNow{0};
 
 class FakeSuspension final : public detail::Suspension {
  public:
-  FakeSuspension(detail::StateBase& waiter, std::vector<detail::StateBase*> awaited, Need need,
-                 bool timed = false)
-      : FakeSuspension(waiter, std::make_unique<std::vector<detail::StateBase*>>(awaited), need,
-                       timed) {}
+  FakeSuspension(const detail::StateBase& waiter, std::vector<detail::StateBase*> awaited,
+                 Need need, bool timed = false)
+      : waiter_(waiter), awaited_(std::move(awaited)), need_(need), timed_(timed) {}
+  const detail::StateBase& waiter() const noexcept override { return waiter_; }
+  std::size_t awaited_count() const noexcept override { return awaited_.size(); }
+  const detail::StateBase& awaited(std::size_t i) const noexcept override { return *awaited_[i]; }
+  Need need() const noexcept override { return need_; }
+  bool timed() const noexcept override { return timed_; }
+  bool satisfied(const detail::StateBase& awaited) const noexcept override {
+    return awaited.done();
+  }
   void stop_listening() noexcept override {}
   void end(const std::exception_ptr&) noexcept override {}
 
  private:
-  FakeSuspension(detail::StateBase& waiter, std::unique_ptr<std::vector<detail::StateBase*>> a,
-                 Need need, bool timed)
-      : Suspension(waiter, *a, detail::WaitNode::When::kDone, need, timed),
-        awaited_(std::move(a)) {}
-  std::unique_ptr<std::vector<detail::StateBase*>> awaited_;
+  const detail::StateBase& waiter_;
+  std::vector<detail::StateBase*> awaited_;
+  Need need_;
+  bool timed_;
 };
 
 // A graph of n nodes: node i stands for a suspended task whose own future is futures[i].

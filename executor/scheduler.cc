@@ -305,21 +305,29 @@ Runnable* Scheduler::find_work(std::size_t index, bool thorough, unsigned tick) 
   return nullptr;
 }
 
-bool Scheduler::quiet() const noexcept {
-  return idle_workers_.load(std::memory_order_seq_cst) +
-             failed_starts_.load(std::memory_order_seq_cst) >=
-         num_threads();
-}
-
 void Scheduler::went_idle() noexcept {
   // Both sides announce themselves (seq_cst) before they look at the other: either this sees
   // the drain()er's Waiter, or the drain()er, which checks quiet() after announcing, sees us.
-  if (quiet() && tracker_.has_waiters() && tracker_.outstanding() != 0) tracker_.notify_quiet();
+  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 && tracker_.has_waiters() &&
+      tracker_.outstanding() != 0) {
+    tracker_.notify_quiet();
+  }
+}
+
+void Scheduler::become_active() noexcept {
+  for (;;) {
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (!searching_.load(std::memory_order_seq_cst)) return;
+    active_.fetch_sub(1, std::memory_order_seq_cst);  // the search may be counting on us
+    std::unique_lock lock(gate_mu_);
+    gate_cv_.wait(lock, [this] { return !searching_.load(std::memory_order_seq_cst); });
+  }
 }
 
 Runnable* Scheduler::wait_for_work(std::size_t index) noexcept {
-  idle_workers_.fetch_add(1, std::memory_order_seq_cst);
+  idle_workers_.fetch_add(1, std::memory_order_acq_rel);
   went_idle();
+  workers_[index].suspensions.trim([this] { return outstanding(); });
   Runnable* found = nullptr;
   for (int spin = 0; spin < kIdleSpins && found == nullptr; ++spin) {
     if (exiting()) break;
@@ -338,6 +346,7 @@ Runnable* Scheduler::wait_for_work(std::size_t index) noexcept {
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
   idle_workers_.fetch_sub(1, std::memory_order_acq_rel);
+  if (found != nullptr) become_active();
   return found;
 }
 
@@ -350,12 +359,11 @@ void Scheduler::worker_main(std::size_t index) {
     if (std::exception_ptr failure = options_.on_worker_start()) {
       first->discard(*this, failure);
       discard_queued(failure);
-      failed_starts_.fetch_add(1, std::memory_order_seq_cst);
-      went_idle();
       tls_worker = WorkerIdentity{};
       return;
     }
   }
+  become_active();
   first->run(*this);
   unsigned tick = 0;
   for (;;) {
@@ -441,20 +449,27 @@ bool Scheduler::end_deadlocked() {
   std::lock_guard search(deadlock_mu_);
   std::vector<Suspension*> deadlocked;
   {
-    // A snapshot: no suspended task can resume (and unregister) while we hold every registry.
-    std::size_t n = num_threads();
-    std::vector<std::unique_lock<std::mutex>> registries;
-    registries.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) registries.emplace_back(workers_[i].suspended_mu);
-    std::vector<Suspension*> suspended;
-    for (std::size_t i = 0; i < n; ++i) {
-      for (Suspension* s = workers_[i].suspended; s != nullptr; s = s->next) {
-        suspended.push_back(s);
+    // Closes the gate (see searching_) for the search; opens it however the search ends.
+    struct Gate {
+      explicit Gate(Scheduler& s) : s(s) { s.searching_.store(true, std::memory_order_seq_cst); }
+      ~Gate() {
+        {
+          std::lock_guard lock(s.gate_mu_);
+          s.searching_.store(false, std::memory_order_seq_cst);
+        }
+        s.gate_cv_.notify_all();
       }
-    }
+      Gate(const Gate&) = delete;
+      Gate& operator=(const Gate&) = delete;
+      Scheduler& s;
+    } gate(*this);
+    if (!quiet()) return false;  // a task runs: it may still end the wait; look when quiet
+    std::vector<Suspension*> suspended;
+    std::size_t n = num_threads();
+    for (std::size_t i = 0; i < n; ++i) workers_[i].suspensions.collect(suspended);
     deadlocked = find_deadlocked(suspended);
-    for (Suspension* s : deadlocked) unlink_suspension(*s);
   }
+  // The other tasks may run again. The deadlocked ones never would: their awaiters stay put.
   if (deadlocked.empty()) return false;
   std::exception_ptr error = deadlock_error(deadlocked);
   // Every wake-up goes first: ending one task completes its future, which must not wake
@@ -466,29 +481,11 @@ bool Scheduler::end_deadlocked() {
   return true;
 }
 
-void Scheduler::add_suspension(Suspension& s) noexcept {
-  s.registry = is_own_worker() ? tls_worker.index : 0;
-  Worker& w = workers_[s.registry];
-  std::lock_guard lock(w.suspended_mu);
-  s.prev = nullptr;
-  s.next = w.suspended;
-  if (s.next != nullptr) s.next->prev = &s;
-  w.suspended = &s;
-}
-
-void Scheduler::remove_suspension(Suspension& s) noexcept {
-  std::lock_guard lock(workers_[s.registry].suspended_mu);
-  unlink_suspension(s);
-}
-
-void Scheduler::unlink_suspension(Suspension& s) noexcept {
-  Worker& w = workers_[s.registry];
-  if (s.prev != nullptr) {
-    s.prev->next = s.next;
-  } else {
-    w.suspended = s.next;
-  }
-  if (s.next != nullptr) s.next->prev = s.prev;
+SuspensionSlot* Scheduler::acquire_slot(const PublishedSuspension& published) noexcept {
+  if (!is_own_worker()) return nullptr;
+  SuspensionRegistry& registry = workers_[tls_worker.index].suspensions;
+  registry.trim([this] { return outstanding(); });
+  return registry.acquire(published);
 }
 
 void Scheduler::ensure_timer_thread() {

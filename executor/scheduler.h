@@ -153,11 +153,10 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // std::bad_alloc from the search, after which it waits on and looks again next time.
   bool drain(const Deadline& deadline);
 
-  // A coroutine task on one of this scheduler's workers is about to link the wake-up that
-  // `s` describes: registers it, for drain(). Nothrow.
-  void add_suspension(Suspension& s) noexcept;
-  // The task resumed (or did not suspend after all): unregisters it. Nothrow.
-  void remove_suspension(Suspension& s) noexcept;
+  // For a coroutine task that suspends for the first time, on one of this scheduler's workers:
+  // registers where it publishes its suspensions, for drain() (executor/deadlock.h). Null if
+  // there is no memory for a slot, or off the workers. Nothrow.
+  SuspensionSlot* acquire_slot(const PublishedSuspension& published) noexcept;
 
   // Starts the timer thread if needed. Throws std::system_error if it cannot.
   void ensure_timer_thread();
@@ -186,9 +185,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
     std::thread thread;                // guarded by spawn_mu_
     std::string name;
     Runnable* first = nullptr;  // set before the thread starts; only that thread reads it
-    // The coroutine tasks that suspended on this worker and have not resumed yet.
-    std::mutex suspended_mu;
-    Suspension* suspended ABSL_GUARDED_BY(suspended_mu) = nullptr;
+    // The slots of the coroutine tasks that first suspended on this worker.
+    SuspensionRegistry suspensions;
   };
 
   explicit Scheduler(Options options);
@@ -206,15 +204,17 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   bool spawn_worker(Runnable& first);
   bool should_spawn(bool external) noexcept;
   void timer_main() noexcept;
-  // Called as a worker goes idle: tells drain() when that leaves no worker busy. Nothrow.
+  // A worker stops running tasks: tells drain() when that leaves none running. Nothrow.
   void went_idle() noexcept;
-  // Whether every live worker is idle. Nothrow.
-  bool quiet() const noexcept;
+  // A worker is about to run tasks again (or for the first time): counts it as active, after
+  // waiting for a search in progress to open the gate. Nothrow.
+  void become_active() noexcept;
+  std::size_t outstanding() const noexcept { return tracker_.outstanding(); }
+  // Whether no worker is running tasks. Nothrow.
+  bool quiet() const noexcept { return active_.load(std::memory_order_seq_cst) == 0; }
   // Finds the deadlocked tasks among the suspended ones and ends them; returns whether there
   // were any. May throw std::bad_alloc (then nothing changed).
   bool end_deadlocked();
-  // Under the registry lock of s.registry. Nothrow.
-  void unlink_suspension(Suspension& s) noexcept;
 
   const Options options_;
   const std::uint64_t fork_generation_;  // forks this process had seen when it was created
@@ -226,10 +226,18 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   RunQueue injected_ ABSL_GUARDED_BY(inject_mu_);
   std::atomic<std::size_t> injected_size_{0};
 
-  std::atomic<std::size_t> idle_workers_{0};   // spinning or sleeping
-  std::atomic<std::size_t> failed_starts_{0};  // workers that exited at once (initializer)
-  std::mutex deadlock_mu_;                     // one search at a time
-  std::atomic<std::size_t> idle_tokens_{0};    // Python's _idle_semaphore
+  std::atomic<std::size_t> idle_workers_{0};  // spinning or sleeping
+
+  // Deadlock searches (drain()). A search closes the gate and proceeds only if no worker is
+  // active then; a worker that becomes active while the gate is closed backs off and waits for
+  // it to open. Both sides write their flag before they read the other's (seq_cst), so either
+  // the search sees the worker or the worker sees the gate: no task runs during a search.
+  std::mutex deadlock_mu_;              // one search at a time
+  std::atomic<std::size_t> active_{0};  // workers running tasks
+  std::atomic<bool> searching_{false};  // the gate is closed
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  std::atomic<std::size_t> idle_tokens_{0};  // Python's _idle_semaphore
   std::atomic<int> sleepers_{0};
   std::atomic<std::uint64_t> epoch_{0};  // changed under sleep_mu_
   std::mutex sleep_mu_;

@@ -32,7 +32,6 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
-#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -59,6 +58,11 @@ class CoroutineDriver {
   // (marked observed: join() reports the deadlock itself), destroys the coroutine without
   // resuming it, and ends the task. Nothrow.
   virtual void end_deadlocked(const std::exception_ptr& error) noexcept = 0;
+  // Publishes what the coroutine is about to suspend for, in its SuspensionSlot (acquired at
+  // the first suspension; without memory for one, nothing is published). Nothrow.
+  virtual void publish(Suspension& s) noexcept = 0;
+  // Withdraws it once the coroutine runs again (or did not suspend after all). Nothrow.
+  virtual void withdraw() noexcept = 0;
   // The future of the task, to refuse waits on it.
   virtual StateBase& own_state() noexcept = 0;
   virtual Scheduler& scheduler() noexcept = 0;
@@ -67,80 +71,48 @@ class CoroutineDriver {
   ~CoroutineDriver() = default;
 };
 
-// The registration of a suspending awaiter for deadlock detection (executor/deadlock.h):
-// registered just before the awaiter links its wake-up, unregistered when the task resumes.
-template <typename Awaiter>
-class AwaiterSuspension final : public Suspension {
- public:
-  AwaiterSuspension(Awaiter& awaiter, CoroutineDriver& driver, std::span<StateBase* const> awaited,
-                    WaitNode::When when, Need need, bool timed) noexcept
-      : Suspension(driver.own_state(), awaited, when, need, timed),
-        awaiter_(awaiter),
-        driver_(driver) {}
-
-  // Before the awaiter links its wake-up.
-  void add() noexcept {
-    added_ = true;
-    driver_.scheduler().add_suspension(*this);
-  }
-  // From await_resume(): the task runs again (or never suspended).
-  void remove() noexcept {
-    if (added_) driver_.scheduler().remove_suspension(*this);
-  }
-
-  void stop_listening() noexcept override { awaiter_.stop_listening(); }
-  void end(const std::exception_ptr& error) noexcept override { driver_.end_deadlocked(error); }
-
- private:
-  Awaiter& awaiter_;
-  CoroutineDriver& driver_;
-  bool added_ = false;
-};
-
-// co_await f.yield_until_done() inside a driven task.
-class FutureAwaiter : public WaitNode {
+// co_await f.yield_until_done() inside a driven task. It is also what the task publishes for
+// deadlock detection (executor/deadlock.h) while it waits.
+class FutureAwaiter final : public WaitNode, public Suspension {
  public:
   FutureAwaiter(StateRef<StateBase> state, CoroutineDriver& driver) noexcept
-      : WaitNode(When::kDone, &FutureAwaiter::on_fire),
-        state_(std::move(state)),
-        awaited_(state_.get()),
-        driver_(driver),
-        suspension_(*this, driver, {&awaited_, 1}, When::kDone, Suspension::Need::kAll, false) {}
+      : WaitNode(When::kDone, &FutureAwaiter::on_fire), state_(std::move(state)), driver_(driver) {}
   bool await_ready() const noexcept { return state_->done(); }
   // Suspends unless the future is done by now. After link() succeeds the task may already be
   // running elsewhere, so nothing here touches the frame afterwards.
   bool await_suspend(std::coroutine_handle<>) noexcept {
-    suspension_.add();
+    driver_.publish(*this);
     return state_->link(*this);
   }
-  void await_resume() noexcept { suspension_.remove(); }
+  void await_resume() noexcept { driver_.withdraw(); }
 
-  void stop_listening() noexcept { state_->unlink(*this); }
+  const StateBase& waiter() const noexcept override { return driver_.own_state(); }
+  std::size_t awaited_count() const noexcept override { return 1; }
+  const StateBase& awaited(std::size_t) const noexcept override { return *state_.get(); }
+  Need need() const noexcept override { return Need::kAll; }
+  bool timed() const noexcept override { return false; }
+  bool satisfied(const StateBase& awaited) const noexcept override { return awaited.done(); }
+  void stop_listening() noexcept override { state_->unlink(*this); }
+  void end(const std::exception_ptr& error) noexcept override { driver_.end_deadlocked(error); }
 
  private:
   static void on_fire(WaitNode* self, StateBase&) noexcept {
     static_cast<FutureAwaiter*>(self)->driver_.wake();
   }
   StateRef<StateBase> state_;
-  StateBase* const awaited_;
   CoroutineDriver& driver_;
-  AwaiterSuspension<FutureAwaiter> suspension_;
 };
 
 // co_await yield_until_done(fs, timeout, return_when) inside a driven task: a WaitSet whose
-// readiness, or a timer, wakes the task exactly once.
+// readiness, or a timer, wakes the task exactly once. Published for deadlock detection too.
 template <typename F>
-class WaitAllAwaiter {
+class WaitAllAwaiter final : public Suspension {
  public:
   WaitAllAwaiter(WaitAll<F>&& op, CoroutineDriver& driver)
       : op_(std::move(op)),
         set_(WaitSet::mode_of(op_.return_when()), op_.states(), *this),
         driver_(driver),
-        deadline_(Deadline::after(op_.timeout())),
-        suspension_(
-            *this, driver, op_.states(), WaitNode::When::kNotified,
-            op_.return_when() == ALL_COMPLETED ? Suspension::Need::kAll : Suspension::Need::kAny,
-            !deadline_.is_never()) {
+        deadline_(Deadline::after(op_.timeout())) {
     check_not_waiting_on_self(op_.states(), op_.timeout(), op_.return_when());
     if (!deadline_.is_never()) driver_.scheduler().ensure_timer_thread();
   }
@@ -148,7 +120,7 @@ class WaitAllAwaiter {
   bool await_ready() const noexcept { return false; }
 
   bool await_suspend(std::coroutine_handle<>) noexcept {
-    suspension_.add();
+    driver_.publish(*this);
     set_.arm();  // wakes are suppressed (woken_ is true) until we decide to suspend
     std::unique_lock lock(set_.mu());
     if (set_.ready_locked() || deadline_.passed()) return false;
@@ -162,7 +134,7 @@ class WaitAllAwaiter {
   }
 
   DoneAndNotDoneFutures<F> await_resume() {
-    suspension_.remove();
+    driver_.withdraw();
     set_.disarm();
     if (!deadline_.is_never()) driver_.scheduler().cancel_timer(timer_);
     std::vector<bool> done(set_.size(), false);
@@ -174,7 +146,16 @@ class WaitAllAwaiter {
     return op_.await_resume();
   }
 
-  void stop_listening() noexcept { set_.disarm(); }
+  const StateBase& waiter() const noexcept override { return driver_.own_state(); }
+  std::size_t awaited_count() const noexcept override { return op_.states().size(); }
+  const StateBase& awaited(std::size_t i) const noexcept override { return *op_.states()[i]; }
+  Need need() const noexcept override {
+    return op_.return_when() == ALL_COMPLETED ? Need::kAll : Need::kAny;
+  }
+  bool timed() const noexcept override { return !deadline_.is_never(); }
+  bool satisfied(const StateBase& awaited) const noexcept override { return awaited.notified(); }
+  void stop_listening() noexcept override { set_.disarm(); }
+  void end(const std::exception_ptr& error) noexcept override { driver_.end_deadlocked(error); }
 
  private:
   class Set : public WaitSet {
@@ -200,7 +181,6 @@ class WaitAllAwaiter {
   Deadline deadline_;
   TimerEntry timer_{&WaitAllAwaiter::on_timer, this};
   std::atomic<bool> woken_{true};  // true until await_suspend decides to suspend
-  AwaiterSuspension<WaitAllAwaiter> suspension_;
 };
 
 class TaskPromiseBase {

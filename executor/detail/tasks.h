@@ -138,6 +138,11 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
   bool started() const noexcept override { return static_cast<bool>(handle_); }
 
   void wake() noexcept override { scheduler_.wake(*this); }
+  void publish(Suspension& s) noexcept override {
+    if (slot_ == nullptr) slot_ = scheduler_.acquire_slot(published_);
+    published_.publish(s);
+  }
+  void withdraw() noexcept override { published_.withdraw(); }
   StateBase& own_state() noexcept override { return *this; }
   Scheduler& scheduler() noexcept override { return scheduler_; }
 
@@ -154,6 +159,7 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
     }
     destroy_frame();
     fn_.reset();
+    end_slot();
     scheduler_.task_ended(*this);
   }
 
@@ -162,12 +168,14 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
     if (this->stored_exception() == error) this->mark_observed();
     destroy_frame();
     fn_.reset();
+    end_slot();
     scheduler_.task_ended(*this);
   }
 
  protected:
   void destroy() noexcept override {
     destroy_frame();  // a coroutine abandoned mid-way (never in normal runs)
+    end_slot();
     delete this;
   }
 
@@ -185,9 +193,16 @@ class CoroutineTask final : public State<R>, public Runnable, public CoroutineDr
     }
   }
 
+  // Our last touch of the slot, which another task may get next.
+  void end_slot() noexcept {
+    if (slot_ != nullptr) std::exchange(slot_, nullptr)->end();
+  }
+
   std::optional<Fn> fn_;
   Scheduler& scheduler_;
   std::coroutine_handle<TaskPromise<R>> handle_;
+  PublishedSuspension published_;
+  SuspensionSlot* slot_ = nullptr;
 };
 
 }  // namespace betterconcurrent::detail
