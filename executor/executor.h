@@ -209,6 +209,15 @@ class Executor : public std::enable_shared_from_this<Executor> {
   // nobody observed (result()/exception()); each is reported once. Throws TimeoutError if the
   // timeout runs out first, std::runtime_error if called from one of the executor's own tasks.
   // The executor stays usable. Strong guarantee.
+  //
+  // Deadlocks: whenever no task is running while it waits, it ends the suspended coroutine
+  // tasks that only each other could wake (a cycle of co_awaits, and the tasks whose wait needs
+  // one of them) without resuming them: their futures fail with one DeadlockError naming them
+  // all. Once the executor is quiescent it throws that DeadlockError (the earliest not yet
+  // thrown) before anything else; the deadlocked futures count as observed, and other
+  // unobserved errors stay for the next join(). Timed waits and waits on hand-made futures or
+  // other executors' futures are never reported. shutdown(wait = true) ends deadlocked tasks
+  // the same way. See the README's "join, errors and shutdown".
   virtual void join(Timeout timeout = std::nullopt) = 0;
 
  protected:

@@ -22,6 +22,12 @@
 // sleep lock and notifies. Either the worker's final check sees the task, or the pusher sees
 // the announcement (both go through the same queue lock), so no wake-up is lost.
 //
+// Deadlocks. drain() (join(), shutdown(wait)) searches for suspended coroutine tasks that wait
+// only for each other whenever the pool goes quiet, and ends them with DeadlockError
+// (executor/deadlock.h). A search runs behind a gate that keeps every worker out of running
+// tasks: a worker that becomes active counts itself in `active_` and backs off if `searching_`
+// is set; a search sets `searching_` and gives up if `active_` is not zero.
+//
 // Lifetime. Worker threads share ownership of the scheduler, so it lives until the last worker
 // exits. Threads outside the pool push into the injection queue and signal sleepers while they
 // hold the injection lock, and no worker can take (let alone finish) that task before they

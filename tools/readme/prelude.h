@@ -3,10 +3,12 @@
 #define BETTERCONCURRENT_TOOLS_README_PRELUDE_H_
 
 #include <chrono>
+#include <memory>
 #include <vector>
 
 #include "executor/task.h"
 #include "executor/thread_pool_executor.h"
+#include "future/exceptions.h"
 #include "future/future.h"
 #include "future/wait.h"
 
