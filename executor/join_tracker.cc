@@ -51,7 +51,7 @@ JoinTracker::Waiter::Waiter(JoinTracker& tracker) noexcept : tracker_(tracker) {
 
 JoinTracker::Waiter::~Waiter() { tracker_.waiters_.fetch_sub(1, std::memory_order_seq_cst); }
 
-JoinTracker::WaitResult JoinTracker::Waiter::wait(const Deadline& deadline) {
+JoinTracker::WaitResult JoinTracker::Waiter::wait(const Deadline& deadline) noexcept {
   std::unique_lock lock(tracker_.mu_);
   auto woken = [&] {
     return tracker_.outstanding() == 0 || tracker_.quiet_generation_ != quiet_seen_;

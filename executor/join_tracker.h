@@ -55,7 +55,7 @@ class JoinTracker {
     ~Waiter();
     Waiter(const Waiter&) = delete;
     Waiter& operator=(const Waiter&) = delete;
-    WaitResult wait(const Deadline& deadline);
+    WaitResult wait(const Deadline& deadline) noexcept;
 
    private:
     JoinTracker& tracker_;

@@ -409,12 +409,12 @@ void Scheduler::discard_queued(const std::exception_ptr& reason) noexcept {
   }
 }
 
-bool Scheduler::drain(const Deadline& deadline) {
+bool Scheduler::drain(const Deadline& deadline) noexcept {
   JoinTracker::Waiter waiter(tracker_);
   // A search that finds nothing waits out ten times its own length before the next one, so that
   // a pool that keeps going quiet around many suspended tasks spends little time searching.
   constexpr int kBackOff = 10;
-  bool look = quiet();  // after announcing the Waiter: see went_idle()
+  bool look = quiet() && outstanding() != 0;  // after announcing the Waiter: see went_idle()
   Deadline::Clock::time_point next_look = Deadline::Clock::now();
   for (;;) {
     Deadline::Clock::time_point now = Deadline::Clock::now();

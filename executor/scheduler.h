@@ -155,9 +155,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // Blocks until no task is outstanding (true) or the deadline passes (false). Each time the
   // pool goes quiet meanwhile (every worker idle, so every outstanding task suspended), it
   // looks for deadlocked tasks (executor/deadlock.h) and ends each with a DeadlockError, which
-  // it records in tracker() for join(). Throws what ending them cannot avoid: nothing but
-  // std::bad_alloc from the search, after which it waits on and looks again next time.
-  bool drain(const Deadline& deadline);
+  // it records in tracker() for join(). A search without memory is skipped (the next quiet
+  // moment tries again). Nothrow.
+  bool drain(const Deadline& deadline) noexcept;
 
   // For a coroutine task that suspends for the first time, on one of this scheduler's workers:
   // registers where it publishes its suspensions, for drain() (executor/deadlock.h). Null if

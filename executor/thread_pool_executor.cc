@@ -60,12 +60,12 @@ ThreadPoolExecutor::ThreadPoolExecutor(PrivateTag, Options options)
 }
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
+  stop(false);
   if (scheduler_->inherited_by_fork()) return;  // the parent's threads: none to stop or join here
   if (scheduler_->is_own_worker()) {
-    shutdown(false);
-    scheduler_->detach_threads();
+    scheduler_->detach_threads();  // this thread cannot join itself; the workers end on their own
   } else {
-    shutdown(true);
+    wait_for_threads();
   }
 }
 
@@ -131,21 +131,29 @@ void ThreadPoolExecutor::enqueue(detail::Runnable& task) {
   if (worker_start_->is_broken()) scheduler_->discard_queued(worker_start_->broken_error());
 }
 
-void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+void ThreadPoolExecutor::stop(bool cancel_futures) noexcept {
   shutdown_.store(true, std::memory_order_seq_cst);
   // In a child of fork(), the queues and threads are the parent's: there is nothing to stop or
   // join, and their locks may be held for good.
   if (scheduler_->inherited_by_fork()) return;
   if (cancel_futures) scheduler_->discard_queued(nullptr);
   scheduler_->stop();
-  if (!wait) return;
+}
+
+void ThreadPoolExecutor::wait_for_threads() noexcept {
+  scheduler_->drain(detail::Deadline::never());  // ends deadlocked tasks, which never would
+  scheduler_->join_threads();
+}
+
+void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  stop(cancel_futures);
+  if (!wait || scheduler_->inherited_by_fork()) return;
   if (scheduler_->is_own_worker()) {
     throw std::runtime_error(
         "cannot join current thread: shutdown(wait=true) was called from one of this "
         "executor's own tasks; call shutdown(false) there, or shut down from outside");
   }
-  scheduler_->drain(detail::Deadline::never());  // ends deadlocked tasks, which never would
-  scheduler_->join_threads();
+  wait_for_threads();
 }
 
 void ThreadPoolExecutor::join(Timeout timeout) {

@@ -115,6 +115,11 @@ class ThreadPoolExecutor final : public Executor {
   };
 
   void check_accepting() const;
+  // Stops intake (and cancels what is queued, with cancel_futures). Nothrow.
+  void stop(bool cancel_futures) noexcept;
+  // Waits for every task (ending deadlocked ones) and joins the threads. Not from a worker.
+  // Nothrow.
+  void wait_for_threads() noexcept;
 
   std::shared_ptr<WorkerStart> worker_start_;
   std::shared_ptr<detail::Scheduler> scheduler_;
