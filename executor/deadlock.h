@@ -62,9 +62,9 @@ class Suspension {
   // several (Python's rule). Nothrow.
   virtual bool satisfied(const StateBase& awaited) const noexcept = 0;
 
-  // For a deadlocked task only. Unlinks its wake-ups: after it returns, no future wakes it.
-  // Nothrow.
-  virtual void stop_listening() noexcept = 0;
+  // For a deadlocked task only. Unlinks its wake-ups and withdraws its publication: after it
+  // returns, no future wakes it and no search finds it. Nothrow.
+  virtual void abandon() noexcept = 0;
   // Then ends it without resuming it: completes its future with `error`, destroys its
   // coroutine (and with it this object) and uncounts it. Nothrow.
   virtual void end(const std::exception_ptr& error) noexcept = 0;

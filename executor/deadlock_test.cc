@@ -45,7 +45,7 @@ class FakeSuspension final : public detail::Suspension {
   bool satisfied(const detail::StateBase& awaited) const noexcept override {
     return awaited.done();
   }
-  void stop_listening() noexcept override {}
+  void abandon() noexcept override {}
   void end(const std::exception_ptr&) noexcept override {}
 
  private:

@@ -446,37 +446,42 @@ bool Scheduler::drain(const Deadline& deadline) noexcept {
 }
 
 bool Scheduler::end_deadlocked() {
-  std::lock_guard search(deadlock_mu_);
   std::vector<Suspension*> deadlocked;
+  std::exception_ptr error;
   {
-    // Closes the gate (see searching_) for the search; opens it however the search ends.
-    struct Gate {
-      explicit Gate(Scheduler& s) : s(s) { s.searching_.store(true, std::memory_order_seq_cst); }
-      ~Gate() {
-        {
-          std::lock_guard lock(s.gate_mu_);
-          s.searching_.store(false, std::memory_order_seq_cst);
+    std::lock_guard search(deadlock_mu_);
+    {
+      // Closes the gate (see searching_) for the search; opens it however the search ends.
+      struct Gate {
+        explicit Gate(Scheduler& s) : s(s) { s.searching_.store(true, std::memory_order_seq_cst); }
+        ~Gate() {
+          {
+            std::lock_guard lock(s.gate_mu_);
+            s.searching_.store(false, std::memory_order_seq_cst);
+          }
+          s.gate_cv_.notify_all();
         }
-        s.gate_cv_.notify_all();
-      }
-      Gate(const Gate&) = delete;
-      Gate& operator=(const Gate&) = delete;
-      Scheduler& s;
-    } gate(*this);
-    if (!quiet()) return false;  // a task runs: it may still end the wait; look when quiet
-    std::vector<Suspension*> suspended;
-    std::size_t n = num_threads();
-    for (std::size_t i = 0; i < n; ++i) workers_[i].suspensions.collect(suspended);
-    deadlocked = find_deadlocked(suspended);
+        Gate(const Gate&) = delete;
+        Gate& operator=(const Gate&) = delete;
+        Scheduler& s;
+      } gate(*this);
+      if (!quiet()) return false;  // a task runs: it may still end the wait; look when quiet
+      std::vector<Suspension*> suspended;
+      std::size_t n = num_threads();
+      for (std::size_t i = 0; i < n; ++i) workers_[i].suspensions.collect(suspended);
+      deadlocked = find_deadlocked(suspended);
+    }
+    // The other tasks may run again. The deadlocked ones never would: their awaiters stay put.
+    if (deadlocked.empty()) return false;
+    error = deadlock_error(deadlocked);
+    // Every wake-up goes first, so that ending one task (completing its future) cannot wake
+    // another; and no later search may find them again.
+    for (Suspension* s : deadlocked) s->abandon();
   }
-  // The other tasks may run again. The deadlocked ones never would: their awaiters stay put.
-  if (deadlocked.empty()) return false;
-  std::exception_ptr error = deadlock_error(deadlocked);
-  // Every wake-up goes first: ending one task completes its future, which must not wake
-  // another deadlocked task that is about to be ended too.
-  for (Suspension* s : deadlocked) s->stop_listening();
   // Recorded before the tasks are uncounted, so that the join() their end releases finds it.
   tracker_.record_deadlock(error);
+  // Without the search lock, so that nothing their done callbacks and destructors do (they
+  // run here) can wait for it.
   for (Suspension* s : deadlocked) s->end(error);
   return true;
 }

@@ -92,7 +92,10 @@ class FutureAwaiter final : public WaitNode, public Suspension {
   Need need() const noexcept override { return Need::kAll; }
   bool timed() const noexcept override { return false; }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.done(); }
-  void stop_listening() noexcept override { state_->unlink(*this); }
+  void abandon() noexcept override {
+    state_->unlink(*this);
+    driver_.withdraw();
+  }
   void end(const std::exception_ptr& error) noexcept override { driver_.end_deadlocked(error); }
 
  private:
@@ -154,7 +157,10 @@ class WaitAllAwaiter final : public Suspension {
   }
   bool timed() const noexcept override { return !deadline_.is_never(); }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.notified(); }
-  void stop_listening() noexcept override { set_.disarm(); }
+  void abandon() noexcept override {
+    set_.disarm();
+    driver_.withdraw();
+  }
   void end(const std::exception_ptr& error) noexcept override { driver_.end_deadlocked(error); }
 
  private:
