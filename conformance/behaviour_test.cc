@@ -1482,6 +1482,22 @@ TEST(ProcessExit, QueuedRunningAndSuspendedWorkOfAStaticPoolEndsBeforeTheProcess
   EXPECT_EQ(child->out, "ended: running=1 blocking=1 queued=1 suspended=1\n");
 }
 
+// "... unless only other suspended tasks of the pool could complete it: deadlocked tasks are
+// ended, and the deadlock logged": two coroutine tasks of a static pool wait for each other
+// when main() returns. The exit ends both with DeadlockError, logs it, and exits cleanly.
+TEST(ProcessExit, DeadlockedTasksOfAStaticPoolAreEndedAndLogged) {
+  std::optional<replay::ChildOutput> child = replay::run_exit_child("deadlock_at_exit");
+  ASSERT_TRUE(child.has_value());
+  EXPECT_TRUE(WIFEXITED(child->status) && WEXITSTATUS(child->status) == 0)
+      << "wait status " << child->status;
+  EXPECT_EQ(child->out, "ring of 2: 2 ended with DeadlockError\n");
+  EXPECT_EQ(child->err.rfind("concurrent.futures ERROR: tasks deadlocked and nobody joined to "
+                             "hear of it: deadlock: 2 suspended task(s)",
+                             0),
+            0u)
+      << child->err;
+}
+
 TEST(Shutdown, SubmitAfterShutdownThrowsRuntimeError) {
   for (bool wait : {true, false}) {
     SCOPED_TRACE(wait);

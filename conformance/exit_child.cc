@@ -6,6 +6,8 @@
 //   cancel_futures_wait_false   ThreadPoolShutdownTest.test_cancel_futures_wait_false
 //   work_at_exit                betterconcurrent's README: exit waits for queued, running and
 //                               suspended work of a pool that static destruction destroys
+//   deadlock_at_exit            betterconcurrent's README: ... unless only other suspended tasks
+//                               of the pool could end a wait: those tasks are ended and logged
 //
 // Each leaves a task running in a pool held by a global std::shared_ptr when main() returns.
 // The pool is destroyed at exit (shutdown(wait=true), like CPython's exit-time join), and the
@@ -21,10 +23,12 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "conformance/event.h"
 #include "executor/task.h"
 #include "executor/thread_pool_executor.h"
+#include "future/exceptions.h"
 #include "future/future.h"
 
 namespace {
@@ -54,8 +58,31 @@ struct ExitReport {
   std::atomic<int> suspended{0};
 };
 
+// deadlock_at_exit: the futures of two coroutine tasks that wait for each other, and how they
+// ended, printed when this object is destroyed, after the pool has been.
+struct RingReport {
+  RingReport() = default;
+  RingReport(const RingReport&) = delete;
+  RingReport& operator=(const RingReport&) = delete;
+  ~RingReport() {
+    if (members.empty()) return;
+    int deadlocked = 0;
+    for (const Future<void>& f : members) {
+      try {
+        if (f.done()) f.result();
+      } catch (const betterconcurrent::DeadlockError&) {
+        ++deadlocked;
+      }
+    }
+    std::printf("ring of %zu: %d ended with DeadlockError\n", members.size(), deadlocked);
+  }
+  Future<void> go;
+  std::vector<Future<void>> members;
+};
+
 // Declared before the pool, so destroyed after it: the tasks may use them until they end.
 ExitReport exit_report;
+RingReport ring;
 Future<int> gate;
 Event task_started;
 Event other_task_started;
@@ -98,6 +125,12 @@ void run_until_exit_then_open_gate() {
   task_started.set();
   if (main_returned.wait()) exit_report.running = 1;
   gate.set_result(1);
+}
+
+// deadlock_at_exit's tasks: each waits for the other, once both futures are known.
+Task<void> wait_for_ring_member(std::size_t other) {
+  co_await ring.go.yield_until_done();
+  co_await ring.members[other].yield_until_done();
 }
 
 void block_until_exit() {
@@ -145,8 +178,16 @@ int main(int argc, char** argv) {
     pool->submit([] { exit_report.queued = 1; });  // both workers are busy
     return 0;
   }
+  if (scenario == "deadlock_at_exit") {
+    // At main()'s return, two coroutine tasks wait (or are about to wait) for each other.
+    create_pool(2);
+    ring.members.push_back(pool->submit(wait_for_ring_member, 1));
+    ring.members.push_back(pool->submit(wait_for_ring_member, 0));
+    ring.go.set_result();
+    return 0;
+  }
   std::fprintf(stderr,
                "usage: exit_child interpreter_shutdown|hang_gh83386|"
-               "cancel_futures_wait_false|work_at_exit\n");
+               "cancel_futures_wait_false|work_at_exit|deadlock_at_exit\n");
   return 2;
 }
