@@ -6,6 +6,7 @@
 // can be armed, per thread, to throw std::bad_alloc on a chosen upcoming call.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -305,6 +306,96 @@ struct MoveBomb {
   MoveBomb(MoveBomb&&) { throw std::runtime_error("move failed"); }
   int value = 1;
 };
+
+// The other half of "no failure to inject": the steps are noexcept, which these pin.
+static_assert(noexcept(std::declval<detail::Scheduler&>().wake(std::declval<detail::Runnable&>())),
+              "enqueueing a woken task");
+static_assert(noexcept(std::declval<detail::Runnable&>().run(std::declval<detail::Scheduler&>())),
+              "dequeued work: a first run or a resumption");
+static_assert(noexcept(std::declval<detail::StateBase&>().link(std::declval<detail::WaitNode&>())),
+              "registering a wake-up");
+static_assert(noexcept(std::declval<detail::StateBase&>().try_set_exception(nullptr)),
+              "completing a future");
+static_assert(
+    noexcept(std::declval<detail::Scheduler&>().task_ended(std::declval<detail::StateBase&>())),
+    "the join bookkeeping");
+
+// AnAcceptedTaskLivesWithoutAllocating's shared state: hand-made futures and counters.
+struct NoAllocShared {
+  Future<void> go;
+  std::vector<Future<int>> hand;  // completed by the main thread
+  std::mutex mu;
+  std::condition_variable cv;
+  int blocking = 0;
+  bool released = false;
+  int resumed = 0;
+  int completed = 0;
+  void bump(int& counter) {
+    {
+      std::lock_guard lock(mu);
+      ++counter;
+    }
+    cv.notify_all();
+  }
+  template <typename Done>
+  bool wait_for(Done done) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, kLong, done);
+  }
+};
+
+// The steps of an accepted task's life — enqueue, dequeue, resume, registering a wake-up, the
+// wake itself, completing the future, its done callbacks, the join bookkeeping — allocate
+// nothing (the queues, listeners and timers are intrusive), and they are noexcept: there is no
+// failure in them to inject. This proves the first part: a pool takes many coroutine tasks
+// through all of those steps, twice over, while every allocation of the process is refused.
+TEST(NoFailurePoint, AnAcceptedTaskLivesWithoutAllocating) {
+  constexpr int kTasks = 64;
+  auto shared = std::make_shared<NoAllocShared>();
+  for (int i = 0; i < kTasks; ++i) shared->hand.emplace_back();
+  auto pool = ThreadPoolExecutor::create(1);  // one worker: the order below is exact
+  std::vector<Future<int>> tasks;
+  for (int i = 0; i < kTasks; ++i) {
+    tasks.push_back(pool->submit(
+        [](std::shared_ptr<NoAllocShared> s, int i) -> Task<int> {
+          co_await s->go.yield_until_done();
+          s->bump(s->resumed);
+          co_await s->hand[i].yield_until_done();
+          co_return s->hand[i].result() + i;
+        },
+        shared, i));
+    tasks.back().add_done_callback(
+        [shared](const Future<int>&) { shared->bump(shared->completed); });
+  }
+  // Runs after every coroutine above suspended on `go` (one worker takes outside tasks in
+  // order), and holds the worker until the allocator is armed.
+  auto blocker = pool->submit([shared] {
+    shared->bump(shared->blocking);
+    shared->wait_for([&] { return shared->released; });
+  });
+  ASSERT_TRUE(shared->wait_for([&] { return shared->blocking == 1; }));
+  long refused = 0;
+  bool resumed = false;
+  bool completed = false;
+  {
+    test_util::RefuseAllAllocations refuse;
+    shared->go.set_result();  // wakes every coroutine: enqueued from this thread
+    {
+      std::lock_guard lock(shared->mu);
+      shared->released = true;
+    }
+    shared->cv.notify_all();
+    resumed = shared->wait_for([&] { return shared->resumed == kTasks; });
+    // Each coroutine suspends again (or, if it has not reached its wait yet, finds it done).
+    for (int i = 0; i < kTasks; ++i) shared->hand[i].set_result(10 * i);
+    completed = shared->wait_for([&] { return shared->completed == kTasks; });
+    refused = refuse.refused();
+  }
+  ASSERT_TRUE(resumed && completed) << "the tasks did not finish";
+  EXPECT_EQ(refused, 0) << "allocations after acceptance";
+  for (int i = 0; i < kTasks; ++i) EXPECT_EQ(tasks[i].result(kLong), 11 * i);
+  pool->join(kLong);
+}
 
 TEST(ThrowingMove, PlainTaskStoresTheMoveException) {
   auto pool = ThreadPoolExecutor::create(1);

@@ -13,8 +13,15 @@ thread_local bool t_failure_injected = false;
 // negative; the one that takes it from 0 to -1 fails.
 std::atomic<long> g_allocations_before_failure{-1};
 std::atomic<bool> g_failure_injected{false};
+// While set, every allocation of the process fails, and is counted.
+std::atomic<bool> g_refuse_all{false};
+std::atomic<long> g_refused{0};
 
 void* allocate(std::size_t size) {
+  if (g_refuse_all.load(std::memory_order_acquire)) {
+    g_refused.fetch_add(1, std::memory_order_relaxed);
+    throw std::bad_alloc();
+  }
   if (g_allocations_before_failure.load(std::memory_order_relaxed) >= 0 &&
       g_allocations_before_failure.fetch_sub(1, std::memory_order_acq_rel) == 0) {
     g_failure_injected.store(true);
@@ -49,6 +56,8 @@ bool injected() noexcept { return t_failure_injected; }
 void set_process_countdown(long n) noexcept { g_allocations_before_failure.store(n); }
 void clear_process_injected() noexcept { g_failure_injected.store(false); }
 bool process_injected() noexcept { return g_failure_injected.load(); }
+void set_refuse_all(bool refuse) noexcept { g_refuse_all.store(refuse); }
+long refused() noexcept { return g_refused.load(); }
 
 }  // namespace betterconcurrent::test_util::failing_new_detail
 

@@ -17,6 +17,9 @@ bool injected() noexcept;
 void set_process_countdown(long n) noexcept;
 void clear_process_injected() noexcept;
 bool process_injected() noexcept;
+// While set, every allocation of the process fails; refused() counts them (ever).
+void set_refuse_all(bool refuse) noexcept;
+long refused() noexcept;
 }  // namespace failing_new_detail
 
 // While alive, the allocation number `n` (0-based) of the calling thread fails with
@@ -53,6 +56,24 @@ class FailProcessAllocation {
 
   // Whether the chosen allocation has failed.
   bool injected() const { return failing_new_detail::process_injected(); }
+};
+
+// While alive, every allocation of the process, on any thread, fails with std::bad_alloc. For
+// proving that a stretch of work allocates nothing: refused() counts the attempts.
+class RefuseAllAllocations {
+ public:
+  RefuseAllAllocations() : before_(failing_new_detail::refused()) {
+    failing_new_detail::set_refuse_all(true);
+  }
+  ~RefuseAllAllocations() { failing_new_detail::set_refuse_all(false); }
+  RefuseAllAllocations(const RefuseAllAllocations&) = delete;
+  RefuseAllAllocations& operator=(const RefuseAllAllocations&) = delete;
+
+  // How many allocations failed since construction.
+  long refused() const { return failing_new_detail::refused() - before_; }
+
+ private:
+  long before_;
 };
 
 }  // namespace betterconcurrent::test_util
