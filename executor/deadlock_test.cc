@@ -355,13 +355,15 @@ TEST_P(Deadlock, AWaitForAnyThatAFutureOutsideCanEndIsNotReported) {
 TEST_P(Deadlock, AWaitForAllThatNeedsTheRingIsEndedWithIt) {
   auto ring = make_ring(*pool_, 2);
   Future<void> outside;
+  // It lets the ring go itself, so it is suspended (not queued) whenever the ring is found: a
+  // search leaves queued tasks alone, and once the ring ended, this would wait for `outside`.
   auto both = pool_->submit(
       [](std::shared_ptr<Ring> ring, Future<void> outside) -> Task<void> {
         std::vector<Future<void>> fs{ring->members[0], outside};
+        ring->go.set_result();
         co_await yield_until_done(fs);
       },
       ring, outside);
-  ring->go.set_result();
   std::string what = join_error(*pool_);
   EXPECT_NE(what.find("3 suspended task(s)"), std::string::npos) << what;
   EXPECT_NE(what.find(named(both) + " state=running> waits for all of ["), std::string::npos)
