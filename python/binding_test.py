@@ -43,6 +43,10 @@ class ApiTest(unittest.TestCase):
         self.assertIs(betterconcurrent.BrokenExecutor, concurrent.futures.BrokenExecutor)
         self.assertIs(thread.BrokenThreadPool, concurrent.futures.thread.BrokenThreadPool)
         self.assertTrue(issubclass(betterconcurrent.UnobservedTaskErrors, _base.Error))
+        self.assertIs(betterconcurrent.DeadlockError, _base.DeadlockError)
+        self.assertTrue(issubclass(betterconcurrent.DeadlockError, concurrent.futures._base.Error))
+        self.assertFalse(issubclass(betterconcurrent.DeadlockError,
+                                    betterconcurrent.UnobservedTaskErrors))
 
     def test_executor_is_an_executor(self):
         self.assertTrue(issubclass(betterconcurrent.ThreadPoolExecutor, betterconcurrent.Executor))

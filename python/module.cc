@@ -14,7 +14,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cctype>
 #include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -49,9 +54,50 @@ struct Classes {
   PyObject* broken_executor = nullptr;     // concurrent.futures.BrokenExecutor
   PyObject* broken_thread_pool = nullptr;  // concurrent.futures.thread.BrokenThreadPool
   PyObject* unobserved = nullptr;          // betterconcurrent.UnobservedTaskErrors
+  PyObject* deadlock = nullptr;            // betterconcurrent.DeadlockError
   PyObject* done_and_not_done = nullptr;   // concurrent.futures.DoneAndNotDoneFutures
 };
 Classes classes;
+
+// The Python objects of the futures that a DeadlockError may name, by their C++ state: the
+// futures of generator tasks (made by submit) and the futures that generator tasks wait for
+// (named when the wait request is made). The core names a future by its state's address; Python's
+// repr by the object's id(). An entry lives as long as its object (see FutureName). Used with
+// the GIL held; never freed (PyFuture objects may be destroyed until the interpreter ends).
+using PythonObjects = std::unordered_map<const detail::StateBase*, PyObject*>;
+PythonObjects& python_objects() {
+  static PythonObjects* objects = new PythonObjects();
+  return *objects;
+}
+
+// The message of a DeadlockError with each future named as Python's repr names it: in each
+// "<Future at 0x..." of the core's message, the state's address becomes the id() of the
+// future's Python object, if it still has one. The GIL is held. May throw std::bad_alloc.
+std::string with_python_addresses(const std::string& message) {
+  static constexpr char kPrefix[] = "<Future at 0x";
+  static constexpr std::size_t kPrefixLength = sizeof kPrefix - 1;
+  std::string out;
+  std::size_t from = 0;
+  for (std::size_t at; (at = message.find(kPrefix, from)) != std::string::npos;) {
+    std::size_t end = at + kPrefixLength;
+    while (end < message.size() && std::isxdigit(static_cast<unsigned char>(message[end]))) ++end;
+    out.append(message, from, end - from);
+    from = end;
+    const std::string digits = message.substr(at + kPrefixLength, end - at - kPrefixLength);
+    if (digits.empty()) continue;
+    const auto* state = reinterpret_cast<const detail::StateBase*>(
+        static_cast<std::uintptr_t>(std::strtoull(digits.c_str(), nullptr, 16)));
+    const auto found = python_objects().find(state);
+    if (found == python_objects().end()) continue;
+    char address[2 * sizeof(std::uintptr_t) + 1];
+    std::snprintf(address, sizeof address, "%" PRIxPTR,
+                  reinterpret_cast<std::uintptr_t>(found->second));
+    out.resize(out.size() - digits.size());
+    out += address;
+  }
+  out.append(message, from, std::string::npos);
+  return out;
+}
 
 // Calls cls(message), or cls() for an empty message. Returns a new reference, or null with a
 // Python error set.
@@ -82,6 +128,8 @@ py::object exception_object(const std::exception_ptr& e) {
       }
       if (PyObject_SetAttrString(made, "exceptions", exceptions.ptr()) != 0) Py_CLEAR(made);
     }
+  } catch (const DeadlockError& error) {
+    made = make_exception(classes.deadlock, with_python_addresses(error.what()));
   } catch (const Error& error) {
     made = make_exception(classes.error, error.what());
   } catch (const TimeoutError& error) {
@@ -210,6 +258,36 @@ void run_done_callback(const PyRef& fn, const PyRef& future) noexcept {
   PyErr_Clear();
 }
 
+// The entry of one Python future object in python_objects(), if it has one: removed when the
+// object is destroyed. Belongs to that object, so copies of a PyFuture do not take it along.
+// Used with the GIL held.
+class FutureName {
+ public:
+  FutureName() = default;
+  FutureName(const FutureName&) noexcept {}
+  FutureName& operator=(const FutureName&) noexcept { return *this; }
+  ~FutureName() {
+    if (object_ == nullptr) return;
+    const auto found = python_objects().find(state_);
+    if (found != python_objects().end() && found->second == object_) python_objects().erase(found);
+  }
+
+  // Enters `object`, the Python object of the future whose state is `state`, unless it is
+  // entered already (or another object of that state is: the first one keeps the name). May
+  // throw std::bad_alloc.
+  void enter(const detail::StateBase* state, PyObject* object) {
+    if (object_ != nullptr) return;
+    if (python_objects().emplace(state, object).second) {
+      state_ = state;
+      object_ = object;
+    }
+  }
+
+ private:
+  const detail::StateBase* state_ = nullptr;
+  PyObject* object_ = nullptr;  // borrowed: this is part of it
+};
+
 // betterconcurrent.Future: a C++ Future<PyRef>.
 //
 // CPython's Future keeps its state in plain attributes, and code (CPython's own test suite among
@@ -225,6 +303,7 @@ struct PyFuture {
   explicit PyFuture(PyFutureHandle handle) : f(std::move(handle)) {}
 
   PyFutureHandle f;
+  FutureName name;  // set for the futures a DeadlockError may name (see python_objects())
   std::optional<std::string> staged_state;
   py::object staged_result = py::none();
   py::object staged_exception = py::none();
@@ -263,6 +342,13 @@ const PyFutureHandle& PyFuture::committed() {
 }
 
 const PyFutureHandle& handle_of(const py::handle& o) { return o.cast<PyFuture&>().committed(); }
+
+// Enters the future object `o` in python_objects(), so that a DeadlockError names it by its
+// repr. The GIL is held.
+void name_future(const py::handle& o) {
+  PyFuture& future = o.cast<PyFuture&>();
+  future.name.enter(&future.f.state_base(), o.ptr());
+}
 
 // What `_condition` returns: committing staged assignments on exit and on notify. It is not a
 // lock (the C++ future has its own); it exists for code that sets the private attributes.
@@ -372,7 +458,7 @@ py::object py_wait(const py::iterable& fs, const py::object& timeout,
 
 // What Future.yield_until_done() yields.
 struct PyFutureWait {
-  explicit PyFutureWait(const py::object& future) : f(handle_of(future)) {}
+  explicit PyFutureWait(const py::object& future) : f(handle_of(future)) { name_future(future); }
 
   // Returns once the future is done: at once after the driver's wait; otherwise blocks like
   // wait([f]) (InvalidStateError in a task that would wait for its own future). The GIL is held.
@@ -389,7 +475,9 @@ struct PyFutureWait {
 // return_when validated) when yield_until_done() is called, as wait() validates its arguments.
 struct PyWaitAll {
   PyWaitAll(const py::iterable& fs, const py::object& timeout, const std::string& return_when)
-      : set(fs), timeout(to_timeout(timeout)), when(to_return_when(return_when)) {}
+      : set(fs), timeout(to_timeout(timeout)), when(to_return_when(return_when)) {
+    for (const auto& [state, object] : set.objects) name_future(object);
+  }
 
   // The driver's answer if it waited, else wait()'s (counting the timeout from now). The GIL is
   // held.
@@ -696,12 +784,15 @@ class PyThreadPoolExecutor {
 
   // `generator`: fn is a generator function (the package asks inspect.isgeneratorfunction),
   // whose generator is driven cooperatively (drive_generator).
-  PyFuture submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs,
-                  bool generator) {
+  py::object submit(const py::object& fn, const py::tuple& args, const py::dict& kwargs,
+                    bool generator) {
     std::shared_ptr<ThreadPoolExecutor> pool = checked_pool();
     PyFutureHandle f = submit_to(*pool, PyRef::borrow(fn.ptr()), PyRef::borrow(args.ptr()),
                                  kwargs.empty() ? PyRef() : PyRef::borrow(kwargs.ptr()), generator);
-    return PyFuture(std::move(f));  // with the GIL: PyFuture holds Python objects
+    // With the GIL: PyFuture holds Python objects.
+    py::object future = py::cast(PyFuture(std::move(f)));
+    if (generator) name_future(future);  // a generator task may deadlock: name it
+    return future;
   }
 
   PyMapIterator map(const py::object& fn, const py::args& iterables, const py::object& timeout,
@@ -793,6 +884,15 @@ PYBIND11_MODULE(_betterconcurrent, m) {
       classes.error, nullptr);
   if (classes.unobserved == nullptr) throw py::error_already_set();
   m.attr("UnobservedTaskErrors") = py::handle(classes.unobserved);
+  classes.deadlock = PyErr_NewExceptionWithDoc(
+      "betterconcurrent.DeadlockError",
+      "Generator tasks of one executor were suspended waiting only for each other, so none "
+      "could ever resume: join() or shutdown(wait=True) ended each of them with this error, "
+      "and join() raises it. The message names every such task's "
+      "future and what it waited for.",
+      classes.error, nullptr);
+  if (classes.deadlock == nullptr) throw py::error_already_set();
+  m.attr("DeadlockError") = py::handle(classes.deadlock);
 
   py::register_exception_translator(&translate);
   set_log_handler(&log_handler);

@@ -15,6 +15,9 @@ on a bounded pool; what it returns is its future's result:
         a, b = pool.submit(fib, pool, n - 1), pool.submit(fib, pool, n - 2)
         yield from betterconcurrent.yield_until_done([a, b])
         return a.result() + b.result()
+
+Generator tasks that wait only for each other's futures can never resume: join() and
+shutdown(wait=True) end them with DeadlockError (closing their generators), and join() raises it.
 """
 
 from betterconcurrent._base import (
@@ -23,6 +26,7 @@ from betterconcurrent._base import (
     FIRST_EXCEPTION,
     BrokenExecutor,
     CancelledError,
+    DeadlockError,
     Executor,
     Future,
     InvalidStateError,

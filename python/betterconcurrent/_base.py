@@ -44,6 +44,9 @@ DoneAndNotDoneFutures = _std.DoneAndNotDoneFutures
 
 # betterconcurrent's own: raised by ThreadPoolExecutor.join(); `.exceptions` lists the errors.
 UnobservedTaskErrors = _core.UnobservedTaskErrors
+# betterconcurrent's own: the exception of generator tasks that waited only for each other,
+# which join() and shutdown(wait=True) end; join() raises it too.
+DeadlockError = _core.DeadlockError
 
 Future = _core.Future
 wait = _core.wait

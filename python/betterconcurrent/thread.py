@@ -3,8 +3,9 @@
 Workers take the GIL only to run Python code; every C++ wait releases it. betterconcurrent adds
 join(timeout=None): it waits until no task is queued, running or suspended (subtasks that tasks
 submit included), then raises UnobservedTaskErrors if tasks failed and nobody looked at their
-futures. And generator tasks: submit(fn) with a generator function runs the generator
-cooperatively on the C++ scheduler (see submit()).
+futures; before that, DeadlockError if it ended generator tasks that waited only for each other
+(shutdown(wait=True) ends them too, without raising). And generator tasks: submit(fn) with a
+generator function runs the generator cooperatively on the C++ scheduler (see submit()).
 """
 
 import atexit
