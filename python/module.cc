@@ -579,6 +579,44 @@ PyError bad_yield(PyObject* gen, PyObject* yielded) {
   throw std::runtime_error("the Python interpreter is finalizing: a generator task cannot resume");
 }
 
+// Closes a generator task's generator if the coroutine is destroyed while it waits: the task was
+// ended without being resumed, because join() or shutdown(wait=True) found it deadlocked
+// (executor/deadlock.h). That happens on the thread that called them, which waits without the
+// GIL. close() raises GeneratorExit at the generator's `yield from`, so its `finally` blocks
+// and `with` exits run, as for any generator abandoned mid-way; the task's future already holds
+// its DeadlockError, so what they raise cannot change it and goes to sys.unraisablehook (as
+// when Python finalizes a generator). Closing now, rather than when the last reference goes,
+// also covers a generator that something else keeps alive. A task ended while the interpreter
+// finalizes leaves its generator alone (see PyRef).
+class CloseIfEnded {
+ public:
+  explicit CloseIfEnded(const PyRef& gen) noexcept : gen_(gen) {}
+  CloseIfEnded(const CloseIfEnded&) = delete;
+  CloseIfEnded& operator=(const CloseIfEnded&) = delete;
+  ~CloseIfEnded() {
+    if (!waiting_ || !gen_ || !may_take_gil()) return;
+    Gil gil;
+    PyObject* type = nullptr;
+    PyObject* value = nullptr;
+    PyObject* traceback = nullptr;
+    PyErr_Fetch(&type, &value, &traceback);  // keep whatever error this thread has
+    PyObject* closed = PyObject_CallMethod(gen_.get(), "close", nullptr);
+    if (closed != nullptr) {
+      Py_DECREF(closed);
+    } else {
+      PyErr_WriteUnraisable(gen_.get());
+    }
+    PyErr_Restore(type, value, traceback);
+  }
+
+  // Around each co_await: whether the coroutine is suspended there.
+  void set_waiting(bool waiting) noexcept { waiting_ = waiting; }
+
+ private:
+  const PyRef& gen_;
+  bool waiting_ = false;
+};
+
 Task<PyRef> drive_generator(PyRef fn, PyRef args, PyRef kwargs) {
   PyRef gen;
   {
@@ -595,8 +633,9 @@ Task<PyRef> drive_generator(PyRef fn, PyRef args, PyRef kwargs) {
     // returns): the object is the result, as for a plain task.
     if (!PyGen_Check(made)) co_return std::move(gen);
   }
-  PyRef to_send;                // sent at the next step (null: None)
-  std::exception_ptr to_throw;  // thrown into the generator at the next step instead
+  CloseIfEnded close_if_ended(gen);  // destroyed before `gen`
+  PyRef to_send;                     // sent at the next step (null: None)
+  std::exception_ptr to_throw;       // thrown into the generator at the next step instead
   while (true) {
     std::optional<PyFutureHandle> future;  // the request: one future...
     PyRef wait_all;                        // ...or a PyWaitAll
@@ -634,6 +673,7 @@ Task<PyRef> drive_generator(PyRef fn, PyRef args, PyRef kwargs) {
     }
     // The GIL is released: wait cooperatively.
     if (future) {
+      close_if_ended.set_waiting(true);
       try {
         co_await future->yield_until_done();
       } catch (const InvalidStateError&) {
@@ -644,14 +684,17 @@ Task<PyRef> drive_generator(PyRef fn, PyRef args, PyRef kwargs) {
       } catch (...) {
         to_throw = std::current_exception();
       }
+      close_if_ended.set_waiting(false);
       continue;
     }
     std::optional<DoneAndNotDoneFutures<PyFutureHandle>> result;
+    close_if_ended.set_waiting(true);
     try {
       result.emplace(co_await yield_until_done(futures, timeout, when));
     } catch (...) {
       to_throw = std::current_exception();
     }
+    close_if_ended.set_waiting(false);
     futures.clear();
     if (!result) continue;
     if (!may_take_gil()) throw_finalizing();
@@ -887,8 +930,8 @@ PYBIND11_MODULE(_betterconcurrent, m) {
   classes.deadlock = PyErr_NewExceptionWithDoc(
       "betterconcurrent.DeadlockError",
       "Generator tasks of one executor were suspended waiting only for each other, so none "
-      "could ever resume: join() or shutdown(wait=True) ended each of them with this error, "
-      "and join() raises it. The message names every such task's "
+      "could ever resume: join() or shutdown(wait=True) ended each of them with this error "
+      "(closing its generator), and join() raises it. The message names every such task's "
       "future and what it waited for.",
       classes.error, nullptr);
   if (classes.deadlock == nullptr) throw py::error_already_set();
