@@ -6,6 +6,7 @@ the test sets, never on a sleep.
 
 import concurrent.futures
 import functools
+import gc
 import inspect
 import logging
 import re
@@ -15,6 +16,7 @@ import textwrap
 import threading
 import traceback
 import unittest
+import weakref
 
 import betterconcurrent
 from betterconcurrent import _base, process, thread
@@ -1018,6 +1020,319 @@ class GeneratorTaskTest(unittest.TestCase):
         self.assertEqual(child.stdout, '[%s]\n' % ', '.join(
             '(%d, 2, %d)' % (i, i * i) for i in range(5)))
         self.assertEqual(child.stderr, '')
+
+# Deadlocks: generator tasks suspended only on each other's futures can never resume. Once the
+# pool is quiet, join() and shutdown(wait=True) end them with DeadlockError, without resuming
+# them, and join() raises it. Waits that something else may end (a hand-made future, a timeout,
+# FIRST_COMPLETED with such a future among the others) are never reported.
+
+def running_repr(future):
+    """repr(future) while its task runs (or is suspended): how a DeadlockError names it."""
+    return '<Future at 0x%x state=running>' % id(future)
+
+
+class DeadlockTest(unittest.TestCase):
+    def make_pool(self, max_workers):
+        pool = betterconcurrent.ThreadPoolExecutor(max_workers=max_workers)
+        self.addCleanup(pool.shutdown, wait=True)
+        return pool
+
+    def make_gate(self):
+        """A hand-made future, completed by the test (and when it ends, before the pools shut
+        down). Waiting for it is never a deadlock."""
+        gate = betterconcurrent.Future()
+        self.addCleanup(lambda: gate.done() or gate.set_result(None))
+        return gate
+
+    def submit_started(self, pool, fn, *args):
+        """Submits the generator function fn(*args) as a generator task and returns its future
+        once the generator has started. From then until it suspends in its first wait the task
+        runs, so the pool cannot look for deadlocks before that wait is in place."""
+        started = threading.Event()
+
+        def task():
+            started.set()
+            return (yield from fn(*args))
+
+        future = pool.submit(task)
+        self.assertTrue(started.wait(TIMEOUT))
+        return future
+
+    def start_ring(self, pool, n, member=None):
+        """n generator tasks, task i waiting for task i+1's future (the last one for the first
+        one's). Each first waits for the hand-made future `go`: the ring closes once the test
+        sets it. Returns (ring, go). `member(i, ring, go)`, if given, is the generator function
+        of task i."""
+        go = self.make_gate()
+        ring = []
+
+        def default_member(i, ring, go):
+            yield from go.yield_until_done()
+            yield from ring[(i + 1) % n].yield_until_done()
+            return 'not reached'
+
+        ring.extend(self.submit_started(pool, member or default_member, i, ring, go)
+                    for i in range(n))
+        return ring, go
+
+    def test_join_ends_a_ring_and_raises_deadlock_error(self):
+        for max_workers in (1, 2):
+            for n in (2, 3):
+                with self.subTest(max_workers=max_workers, n=n):
+                    pool = self.make_pool(max_workers)
+                    ring, go = self.start_ring(pool, n)
+                    names = [repr(f) for f in ring]
+                    self.assertEqual(names, [running_repr(f) for f in ring])
+                    go.set_result(None)
+                    with self.assertRaises(betterconcurrent.DeadlockError) as caught:
+                        pool.join(timeout=TIMEOUT)
+                    message = str(caught.exception)
+                    self.assertTrue(
+                        message.startswith('deadlock: %d suspended task(s) of this executor' % n),
+                        message)
+                    for i in range(n):  # each task by its repr, and the one it waits for
+                        self.assertIn('%s waits for %s' % (names[i], names[(i + 1) % n]), message)
+                    for f in ring:
+                        self.assertRegex(repr(f), r'state=finished raised DeadlockError>$')
+                        error = f.exception(timeout=0)
+                        self.assertIsInstance(error, betterconcurrent.DeadlockError)
+                        self.assertEqual(str(error), message)
+                        error = exception_raised_by_result(self, f)
+                        self.assertIsInstance(error, betterconcurrent.DeadlockError)
+                        self.assertEqual(str(error), message)
+                    self.assertIsNone(pool.join(timeout=TIMEOUT))  # reported once
+                    # The pool goes on: plain tasks, and generator tasks that wait.
+                    self.assertEqual(pool.submit(pow, 2, 5).result(timeout=TIMEOUT), 32)
+                    self.assertEqual(pool.submit(fib_all, pool, 10).result(timeout=TIMEOUT), 55)
+                    self.assertIsNone(pool.join(timeout=TIMEOUT))
+
+    def test_other_unobserved_errors_wait_for_the_next_join(self):
+        pool = self.make_pool(1)
+        pool.submit(raise_value_error, 'unseen')
+        ring, go = self.start_ring(pool, 2)
+        go.set_result(None)
+        with self.assertRaises(betterconcurrent.DeadlockError):
+            pool.join(timeout=TIMEOUT)
+        # The ring's own DeadlockErrors are not reported again as unobserved.
+        with self.assertRaises(betterconcurrent.UnobservedTaskErrors) as caught:
+            pool.join(timeout=TIMEOUT)
+        self.assertEqual([str(e) for e in caught.exception.exceptions], ['unseen'])
+        self.assertIsNone(pool.join(timeout=TIMEOUT))
+
+    def test_first_completed_with_a_hand_made_future_is_not_a_deadlock(self):
+        pool = self.make_pool(2)
+        ring, go = self.start_ring(pool, 2)
+        hand_made = self.make_gate()
+
+        def first_completed():
+            done, not_done = yield from betterconcurrent.yield_until_done(
+                [ring[0], hand_made], return_when=betterconcurrent.FIRST_COMPLETED)
+            return done, not_done, ring[0].exception(timeout=0)
+
+        waiter = self.submit_started(pool, first_completed)
+        go.set_result(None)
+        with self.assertRaises(betterconcurrent.DeadlockError) as caught:
+            pool.join(timeout=TIMEOUT)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith('deadlock: 2 suspended task(s)'), message)
+        self.assertNotIn('0x%x' % id(waiter), message)
+        # Ending the ring completed ring[0], which woke the waiter; join() waited for it.
+        done, not_done, error = waiter.result(timeout=0)
+        self.assertEqual((done, not_done), ({ring[0]}, {hand_made}))
+        self.assertIsInstance(error, betterconcurrent.DeadlockError)
+        self.assertFalse(hand_made.done())
+
+    def test_waiting_for_all_of_a_ring_member_and_a_hand_made_future_is_ended_too(self):
+        # It can never resume: ring[0] completes only if it does.
+        pool = self.make_pool(2)
+        ring, go = self.start_ring(pool, 2)
+        hand_made = self.make_gate()
+
+        def all_completed():
+            yield from betterconcurrent.yield_until_done([ring[0], hand_made])
+            return 'not reached'
+
+        stuck = self.submit_started(pool, all_completed)
+        go.set_result(None)
+        with self.assertRaises(betterconcurrent.DeadlockError) as caught:
+            pool.join(timeout=TIMEOUT)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith('deadlock: 3 suspended task(s)'), message)
+        # The hand-made future too is named by its repr.
+        self.assertIn('%s waits for all of [' % running_repr(stuck), message)
+        self.assertIn('<Future at 0x%x state=pending>' % id(hand_made), message)
+        self.assertIsInstance(stuck.exception(timeout=0), betterconcurrent.DeadlockError)
+        self.assertFalse(hand_made.done())
+
+    def test_waits_on_a_hand_made_future_or_with_a_timeout_are_not_deadlocks(self):
+        pool = self.make_pool(2)
+        hand_made = self.make_gate()
+
+        def waits_for_hand_made():
+            yield from hand_made.yield_until_done()
+            return hand_made.result()
+
+        f = self.submit_started(pool, waits_for_hand_made)
+        with self.assertRaises(TimeoutError) as caught:
+            pool.join(timeout=0.1)
+        self.assertNotIsInstance(caught.exception, betterconcurrent.DeadlockError)
+        hand_made.set_result('set')
+        self.assertIsNone(pool.join(timeout=TIMEOUT))
+        self.assertEqual(f.result(timeout=0), 'set')
+        # Two tasks waiting for each other with a timeout: the timers end the waits.
+        pair = []
+        go = self.make_gate()
+
+        def timed(i):
+            yield from go.yield_until_done()
+            done, not_done = yield from betterconcurrent.yield_until_done(
+                [pair[1 - i]], timeout=0.2)
+            return done, not_done
+
+        pair.extend(self.submit_started(pool, timed, i) for i in range(2))
+        go.set_result(None)
+        self.assertIsNone(pool.join(timeout=TIMEOUT))
+        # The first to time out returns, which completes the other's wait (unless that one
+        # timed out too).
+        outcomes = [f.result(timeout=0) for f in pair]
+        for i, outcome in enumerate(outcomes):
+            self.assertIn(outcome, [(set(), {pair[1 - i]}), ({pair[1 - i]}, set())])
+        self.assertIn(set(), [done for done, _ in outcomes])
+
+    def test_shutdown_ends_a_ring(self):
+        for join_after in (True, False):
+            with self.subTest(join_after=join_after):
+                pool = betterconcurrent.ThreadPoolExecutor(max_workers=2)
+                ring, go = self.start_ring(pool, 3)
+                go.set_result(None)
+                shutting_down = threading.Thread(target=pool.shutdown, kwargs={'wait': True})
+                shutting_down.start()
+                shutting_down.join(TIMEOUT)
+                self.assertFalse(shutting_down.is_alive())
+                del shutting_down
+                for f in ring:
+                    self.assertIsInstance(f.exception(timeout=0), betterconcurrent.DeadlockError)
+                if join_after:
+                    # join() after shutdown() still reports it.
+                    with self.assertRaises(betterconcurrent.DeadlockError):
+                        pool.join(timeout=TIMEOUT)
+                    with self.assertNoLogs('concurrent.futures'):
+                        del pool
+                else:
+                    # Nobody joined: the pool's destruction logs it.
+                    with self.assertLogs('concurrent.futures', logging.ERROR) as logs:
+                        del pool
+                    self.assertEqual(len(logs.records), 1)
+                    self.assertIn('tasks deadlocked and nobody joined to hear of it',
+                                  logs.output[0])
+                    self.assertIn('DeadlockError: deadlock: 3 suspended task(s)', logs.output[0])
+
+    def test_ended_generators_are_closed_on_the_joining_thread(self):
+        # Each ended task's generator gets GeneratorExit at its `yield from`, on the thread that
+        # called join() (which waits without the GIL), after its future got the DeadlockError;
+        # done callbacks run there too. What the generator raises then goes to
+        # sys.unraisablehook. Its generator is closed even if something else holds it, and freed.
+        pool = self.make_pool(2)
+        seen = []
+        unraisable = []
+        hook = sys.unraisablehook
+        self.addCleanup(setattr, sys, 'unraisablehook', hook)
+        sys.unraisablehook = lambda args: unraisable.append(
+            (type(args.exc_value), str(args.exc_value), inspect.isgenerator(args.object)))
+
+        def member(i, ring, go):
+            try:
+                yield from go.yield_until_done()
+                yield from ring[1 - i].yield_until_done()
+            except GeneratorExit:
+                seen.append((i, 'GeneratorExit', threading.get_ident(),
+                             type(ring[i].exception(timeout=0))))
+                raise
+            finally:
+                seen.append((i, 'finally'))
+                if i == 1:
+                    raise ValueError('raised while closing')
+
+        ring, go = self.start_ring(pool, 2, member)
+        # Hold the generators that the driver holds (submit_started's, which delegate to the
+        # members): closing them does not wait for the last reference.
+        generators = [g for g in gc.get_objects()
+                      if inspect.isgenerator(g) and inspect.isgenerator(g.gi_yieldfrom)
+                      and g.gi_yieldfrom.gi_code is member.__code__]
+        self.assertEqual(len(generators), 2)
+        callbacks = []
+        ring[0].add_done_callback(lambda f: callbacks.append(threading.get_ident()))
+        go.set_result(None)
+        with self.assertRaises(betterconcurrent.DeadlockError):
+            pool.join(timeout=TIMEOUT)
+        me = threading.get_ident()
+        self.assertEqual(callbacks, [me])
+        self.assertEqual(sorted(seen, key=str), sorted([
+            (0, 'GeneratorExit', me, betterconcurrent.DeadlockError), (0, 'finally'),
+            (1, 'GeneratorExit', me, betterconcurrent.DeadlockError), (1, 'finally')], key=str))
+        self.assertEqual(unraisable, [(ValueError, 'raised while closing', True)])
+        self.assertEqual([g.gi_frame for g in generators], [None, None])  # closed
+        refs = [weakref.ref(g) for g in generators]
+        del generators
+        self.assertEqual([r() for r in refs], [None, None])  # freed, without gc.collect()
+
+    def test_a_closing_generator_may_use_the_pool(self):
+        # Its `finally` runs inside join(): it may submit a task (join() waits for that too) and
+        # join with a timeout (which runs out: its own task is still being ended).
+        pool = self.make_pool(2)
+        seen = []
+
+        def member(i, ring, go):
+            try:
+                yield from go.yield_until_done()
+                yield from ring[1 - i].yield_until_done()
+            finally:
+                if i == 0:
+                    seen.append(pool.submit(pow, 2, 3))
+                    try:
+                        pool.join(timeout=0.05)
+                    except BaseException as e:  # whatever it is: checked below
+                        seen.append(type(e))
+
+        ring, go = self.start_ring(pool, 2, member)
+        go.set_result(None)
+        with self.assertRaises(betterconcurrent.DeadlockError):
+            pool.join(timeout=TIMEOUT)
+        submitted, nested_join_raised = seen
+        self.assertEqual(submitted.result(timeout=0), 8)
+        self.assertIs(nested_join_raised, TimeoutError)
+        self.assertIsNone(pool.join(timeout=TIMEOUT))
+
+    def test_interpreter_exit_ends_a_ring_nobody_joined(self):
+        # The exit's shutdown(wait=True) ends the ring (closing the generators on the main
+        # thread) instead of waiting forever. The pool is destroyed only while Python finalizes,
+        # when the core can no longer log: its "nobody joined" record is not seen, as an
+        # unobserved task error is not at exit either.
+        script = textwrap.dedent("""
+            import betterconcurrent, threading
+
+            pool = betterconcurrent.ThreadPoolExecutor(max_workers=2)
+            go = betterconcurrent.Future()
+            ring = []
+
+            def member(i):
+                try:
+                    yield from go.yield_until_done()
+                    yield from ring[(i + 1) % 3].yield_until_done()
+                finally:
+                    print(i, threading.current_thread() is threading.main_thread(),
+                          type(ring[i].exception(timeout=0)).__name__, flush=True)
+
+            ring.extend(pool.submit(member, i) for i in range(3))
+            go.set_result(None)
+        """)
+        child = subprocess.run([sys.executable, '-P', '-X', 'faulthandler', '-c', script],
+                               capture_output=True, text=True, timeout=TIMEOUT * 2)
+        self.assertEqual(child.returncode, 0, child.stderr)
+        self.assertEqual(sorted(child.stdout.splitlines()),
+                         ['%d True DeadlockError' % i for i in range(3)])
+        self.assertEqual(child.stderr, '')
+
 
 README = None  # README.md's path: the script's argument under Bazel
 
