@@ -81,18 +81,20 @@ std::vector<Suspension*> find_deadlocked(const std::vector<Suspension*>& suspend
   for (std::size_t i = 0; i < n; ++i) {
     const Suspension& s = *suspended[i];
     if (s.timed()) continue;
-    bool any_free = false;  // waiting for any: one of them needs no stuck task
+    bool any_free = false;  // one it still waits for needs no stuck task
     for (std::size_t k = 0; k < s.awaited_count(); ++k) {
       const StateBase& awaited = s.awaited(k);
-      auto it = s.satisfied(awaited) ? task_of.end() : task_of.find(&awaited);
+      if (s.satisfied(awaited)) continue;
+      auto it = task_of.find(&awaited);
       if (it == task_of.end()) {
-        any_free = true;  // satisfied, or something outside the candidates may complete it
+        any_free = true;  // something outside the candidates may complete it
         continue;
       }
       ++stuck_awaited[i];
       waiters[it->second].push_back(i);
     }
-    bool progress = stuck_awaited[i] == 0 || (s.need() == Suspension::Need::kAny && any_free);
+    bool progress = suspended[i]->ready() || stuck_awaited[i] == 0 ||
+                    (s.need() == Suspension::Need::kAny && any_free);
     stuck[i] = true;
     if (progress) unstuck.push_back(i);
   }

@@ -6,14 +6,16 @@
 // satisfied by the futures of other tasks in the returned set. It never returns a task that
 // something else could still wake:
 //  - a timed wait (its timer wakes it);
-//  - a wait that is already satisfied (its wake-up is on its way);
+//  - a wait that is over already (its wake-up is on its way);
 //  - a wait on any future that is not the future of a task in the set: a hand-made future, a
 //    future of another executor, or a task of this executor that is queued or running.
 //
-// Mechanism: the greatest fixpoint. Start with every untimed suspended task marked stuck; a
-// task becomes unstuck when one of the futures it still waits for belongs to no stuck task
-// (waiting for any) or when none of them does (waiting for all); unstuck tasks unstick their
-// waiters in turn. Linear in the number of tasks and awaited futures.
+// Mechanism: the greatest fixpoint. Start with every untimed suspended task whose wait is not
+// over marked stuck; a task becomes unstuck when one of the futures it still waits for belongs
+// to no stuck task (waiting for any) or when none of them does (waiting for all); unstuck tasks
+// unstick their waiters in turn. Linear in the number of tasks and awaited futures. (A future
+// that is done but does not end the wait, as one with a result does not end FIRST_EXCEPTION,
+// counts for neither.)
 //
 // Why the answer is safe to act on. The task futures of a stuck set are RUNNING, so cancel()
 // cannot touch them, and each is completed only by its own task, which must first be woken by
@@ -61,6 +63,9 @@ class Suspension {
   // Whether `awaited` no longer holds it back: done() for one future, notified() in a wait for
   // several (Python's rule). Nothrow.
   virtual bool satisfied(const StateBase& awaited) const noexcept = 0;
+  // Whether the wait is over already, its wake-up on its way: its future is done; all are (or,
+  // for FIRST_COMPLETED, one is; for FIRST_EXCEPTION, one raised). Nothrow.
+  virtual bool ready() noexcept = 0;
 
   // For a deadlocked task only. Unlinks its wake-ups and withdraws its publication: after it
   // returns, no future wakes it and no search finds it. Nothrow.

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,9 +36,10 @@ constexpr seconds kNow{0};
 
 class FakeSuspension final : public detail::Suspension {
  public:
+  // Its wait is over once all (kAll) or one (kAny) of `awaited` is done, unless `ready` says.
   FakeSuspension(const detail::StateBase& waiter, std::vector<detail::StateBase*> awaited,
-                 Need need, bool timed = false)
-      : waiter_(waiter), awaited_(std::move(awaited)), need_(need), timed_(timed) {}
+                 Need need, bool timed = false, std::optional<bool> ready = std::nullopt)
+      : waiter_(waiter), awaited_(std::move(awaited)), need_(need), timed_(timed), ready_(ready) {}
   const detail::StateBase& waiter() const noexcept override { return waiter_; }
   std::size_t awaited_count() const noexcept override { return awaited_.size(); }
   const detail::StateBase& awaited(std::size_t i) const noexcept override { return *awaited_[i]; }
@@ -44,6 +47,12 @@ class FakeSuspension final : public detail::Suspension {
   bool timed() const noexcept override { return timed_; }
   bool satisfied(const detail::StateBase& awaited) const noexcept override {
     return awaited.done();
+  }
+  bool ready() noexcept override {
+    if (ready_) return *ready_;
+    auto done = [](const detail::StateBase* a) { return a->done(); };
+    return need_ == Need::kAll ? std::all_of(awaited_.begin(), awaited_.end(), done)
+                               : std::any_of(awaited_.begin(), awaited_.end(), done);
   }
   void abandon() noexcept override {}
   void end(const std::exception_ptr&) noexcept override {}
@@ -53,6 +62,7 @@ class FakeSuspension final : public detail::Suspension {
   std::vector<detail::StateBase*> awaited_;
   Need need_;
   bool timed_;
+  std::optional<bool> ready_;
 };
 
 // A graph of n nodes: node i stands for a suspended task whose own future is futures[i].
@@ -69,9 +79,10 @@ class Graph {
   }
   // Node `waiter` waits for `states` (which may belong to no node).
   void add(std::size_t waiter, std::vector<detail::StateBase*> states,
-           detail::Suspension::Need need, bool timed = false) {
+           detail::Suspension::Need need, bool timed = false,
+           std::optional<bool> ready = std::nullopt) {
     nodes_.push_back(
-        std::make_unique<FakeSuspension>(future(waiter), std::move(states), need, timed));
+        std::make_unique<FakeSuspension>(future(waiter), std::move(states), need, timed, ready));
   }
   // The indexes of the deadlocked nodes, sorted.
   std::vector<std::size_t> deadlocked() {
@@ -155,6 +166,24 @@ TEST(FindDeadlocked, ASatisfiedWaitIsNotStuck) {
   g.wait(1, {0, 2});  // waiting for all: 0 keeps it stuck
   g.add(2, {&finished.state_base(), &g.future(0)}, Need::kAny);  // woken already
   EXPECT_EQ(g.deadlocked(), (Indexes{0, 1}));
+}
+
+TEST(FindDeadlocked, ADoneFutureThatDoesNotEndTheWaitFreesNothing) {
+  // FIRST_EXCEPTION over {a future done with a result, a task of the cycle}: not over, and only
+  // the cycle could end it.
+  Graph g(2);
+  Future<void> finished;
+  finished.set_result();
+  g.wait(0, {1});
+  g.add(1, {&finished.state_base(), &g.future(0)}, Need::kAny, false, /*ready=*/false);
+  EXPECT_EQ(g.deadlocked(), (Indexes{0, 1}));
+}
+
+TEST(FindDeadlocked, AWaitThatIsOverIsNotStuck) {
+  Graph g(2);
+  g.wait(0, {1});
+  g.add(1, {&g.future(0)}, Need::kAll, false, /*ready=*/true);  // its wake-up is on its way
+  EXPECT_EQ(g.deadlocked(), Indexes{});
 }
 
 TEST(FindDeadlocked, AnAwaitedTaskThatIsNotSuspendedMayStillFinish) {
@@ -369,6 +398,37 @@ TEST_P(Deadlock, AWaitForAllThatNeedsTheRingIsEndedWithIt) {
   EXPECT_NE(what.find(named(both) + " state=running> waits for all of ["), std::string::npos)
       << what;
   EXPECT_THROW(both.result(kBound), DeadlockError);
+}
+
+// FIRST_EXCEPTION over {a ring member, a hand-made future}: a result in the hand-made future does
+// not end the wait, so only the ring could; an exception there ends it.
+Task<void> first_exception(std::shared_ptr<Ring> ring, Future<void> other) {
+  co_await ring->go.yield_until_done();
+  std::vector<Future<void>> fs{ring->members[1], other};
+  co_await yield_until_done(fs, std::nullopt, FIRST_EXCEPTION);
+}
+
+TEST_P(Deadlock, FirstExceptionWithAResultElsewhereIsStillStuck) {
+  auto ring = std::make_shared<Ring>();
+  Future<void> other;
+  other.set_result();
+  ring->members.push_back(pool_->submit(first_exception, ring, other));
+  ring->members.push_back(pool_->submit(wait_for_next, ring, 1));  // waits for members[0]
+  ring->go.set_result();
+  std::string what = join_error(*pool_);
+  EXPECT_NE(what.find("2 suspended task(s)"), std::string::npos) << what;
+}
+
+TEST_P(Deadlock, FirstExceptionWithAnExceptionElsewhereIsOver) {
+  auto ring = std::make_shared<Ring>();
+  Future<void> other;
+  other.set_exception(std::make_exception_ptr(std::logic_error("ends FIRST_EXCEPTION")));
+  ring->members.push_back(pool_->submit(first_exception, ring, other));
+  ring->members.push_back(pool_->submit(wait_for_next, ring, 1));
+  ring->go.set_result();
+  pool_->join(kBound);  // the first task's wait is over, so both finish
+  EXPECT_FALSE(ring->members[0].exception(kNow));
+  EXPECT_FALSE(ring->members[1].exception(kNow));
 }
 
 TEST_P(Deadlock, AWaitOnAFutureOutsideIsNeverReported) {

@@ -92,6 +92,7 @@ class FutureAwaiter final : public WaitNode, public Suspension {
   Need need() const noexcept override { return Need::kAll; }
   bool timed() const noexcept override { return false; }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.done(); }
+  bool ready() noexcept override { return state_->done(); }
   void abandon() noexcept override {
     state_->unlink(*this);
     driver_.withdraw();
@@ -157,6 +158,10 @@ class WaitAllAwaiter final : public Suspension {
   }
   bool timed() const noexcept override { return !deadline_.is_never(); }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.notified(); }
+  bool ready() noexcept override {
+    std::lock_guard lock(set_.mu());
+    return set_.ready_locked();
+  }
   void abandon() noexcept override {
     set_.disarm();
     driver_.withdraw();
