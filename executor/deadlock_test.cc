@@ -431,6 +431,23 @@ TEST_P(Deadlock, FirstExceptionWithAnExceptionElsewhereIsOver) {
   EXPECT_FALSE(ring->members[1].exception(kNow));
 }
 
+TEST_P(Deadlock, AResultThatLeavesAFirstExceptionWaitStuckIsFoundToo) {
+  auto ring = std::make_shared<Ring>();
+  Future<void> other;  // may still raise: no deadlock yet
+  ring->members.push_back(pool_->submit(first_exception, ring, other));
+  ring->members.push_back(pool_->submit(wait_for_next, ring, 1));
+  ring->go.set_result();
+  EXPECT_THROW(pool_->join(std::chrono::milliseconds(50)), TimeoutError);
+  // Its result wakes nobody, so no worker goes idle afterwards: the wait set prompts the
+  // search itself. Which comes first, the result or join()'s wait, is up to the scheduler here;
+  // with the result delayed until join() waits, this failed (join() timed out) without the
+  // prompt.
+  auto joined = std::async(std::launch::async, [this] { return join_error(*pool_); });
+  other.set_result();
+  std::string what = joined.get();
+  EXPECT_NE(what.find("2 suspended task(s)"), std::string::npos) << what;
+}
+
 TEST_P(Deadlock, AWaitOnAFutureOutsideIsNeverReported) {
   Future<void> outside;
   auto waiter =

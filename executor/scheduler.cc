@@ -306,12 +306,14 @@ Runnable* Scheduler::find_work(std::size_t index, bool thorough, unsigned tick) 
 }
 
 void Scheduler::went_idle() noexcept {
+  active_.fetch_sub(1, std::memory_order_seq_cst);
+  prompt_deadlock_search();
+}
+
+void Scheduler::prompt_deadlock_search() noexcept {
   // Both sides announce themselves (seq_cst) before they look at the other: either this sees
   // the drain()er's Waiter, or the drain()er, which checks quiet() after announcing, sees us.
-  if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 && tracker_.has_waiters() &&
-      tracker_.outstanding() != 0) {
-    tracker_.notify_quiet();
-  }
+  if (quiet() && tracker_.has_waiters() && tracker_.outstanding() != 0) tracker_.notify_quiet();
 }
 
 void Scheduler::become_active() noexcept {

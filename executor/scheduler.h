@@ -159,6 +159,10 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // moment tries again). Nothrow.
   bool drain(const Deadline& deadline) noexcept;
 
+  // Tells a drain()er to search for deadlocks if the pool is quiet: for a change that may
+  // deadlock a suspended task without any worker going idle. Nothrow.
+  void prompt_deadlock_search() noexcept;
+
   // For a coroutine task that suspends for the first time, on one of this scheduler's workers:
   // registers where it publishes its suspensions, for drain() (executor/deadlock.h). Null if
   // there is no memory for a slot, or off the workers. Nothrow.

@@ -176,6 +176,11 @@ class WaitAllAwaiter final : public Suspension {
 
    protected:
     void on_ready() noexcept override { owner_.wake_once(); }
+    // A result that does not end a FIRST_EXCEPTION wait may leave the task with only deadlocked
+    // tasks to wait for, and wakes nobody: no worker goes idle to prompt a search, so ask.
+    void on_unready_record() noexcept override {
+      owner_.driver_.scheduler().prompt_deadlock_search();
+    }
 
    private:
     WaitAllAwaiter& owner_;

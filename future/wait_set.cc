@@ -80,6 +80,8 @@ void WaitSet::record(std::size_t index, const StateBase& state) noexcept {
   if (now_ready) {
     ready_ = true;
     on_ready();
+  } else {
+    on_unready_record();
   }
 }
 

@@ -53,6 +53,8 @@ class WaitSet {
  protected:
   // Called under mu() each time the set becomes ready. Nothrow.
   virtual void on_ready() noexcept = 0;
+  // Called under mu() when a future finished without making the set ready. Nothrow.
+  virtual void on_unready_record() noexcept {}
 
  private:
   struct Node : WaitNode {
