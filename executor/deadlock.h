@@ -64,8 +64,9 @@ class Suspension {
   // several (Python's rule). Nothrow.
   virtual bool satisfied(const StateBase& awaited) const noexcept = 0;
   // Whether the wait is over already, its wake-up on its way: its future is done; all are (or,
-  // for FIRST_COMPLETED, one is; for FIRST_EXCEPTION, one raised). Nothrow.
-  virtual bool ready() noexcept = 0;
+  // for FIRST_COMPLETED, one is; for FIRST_EXCEPTION, one raised). Judged from the futures'
+  // states, as satisfied() is, not from what the wake-up machinery has seen yet. Nothrow.
+  virtual bool ready() const noexcept = 0;
 
   // For a deadlocked task only. Unlinks its wake-ups and withdraws its publication: after it
   // returns, no future wakes it and no search finds it. Nothrow.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <optional>
@@ -48,7 +49,7 @@ class FakeSuspension final : public detail::Suspension {
   bool satisfied(const detail::StateBase& awaited) const noexcept override {
     return awaited.done();
   }
-  bool ready() noexcept override {
+  bool ready() const noexcept override {
     if (ready_) return *ready_;
     auto done = [](const detail::StateBase* a) { return a->done(); };
     return need_ == Need::kAll ? std::all_of(awaited_.begin(), awaited_.end(), done)
@@ -248,6 +249,45 @@ TEST(DeadlockError, NamesAtMostAFewTasks) {
     EXPECT_EQ(what.find(detail::repr(g.future(detail::kMaxNamed)) + " waits"), std::string::npos)
         << what;
   }
+}
+
+// What an awaiter tells a search. A future is notified before its listener reaches the wait
+// set, and a search may look in between: an awaiter must already call that wait over (the
+// stress test found a FIRST_COMPLETED wait ended as deadlocked in that window, when readiness
+// came from what the set had recorded). Here the set never armed, so it has recorded nothing.
+class InertDriver final : public detail::CoroutineDriver {
+ public:
+  void wake() noexcept override {}
+  void finish() noexcept override {}
+  void end_deadlocked(const std::exception_ptr&) noexcept override {}
+  void publish(detail::Suspension&) noexcept override {}
+  void withdraw() noexcept override {}
+  detail::StateBase& own_state() noexcept override { return own_.state_base(); }
+  detail::Scheduler& scheduler() noexcept override { std::abort(); }  // untimed waits only
+
+ private:
+  Future<void> own_;
+};
+
+bool awaiter_ready(std::vector<Future<void>> fs, ReturnWhen return_when) {
+  InertDriver driver;
+  detail::WaitAllAwaiter<Future<void>> awaiter(yield_until_done(fs, std::nullopt, return_when),
+                                               driver);
+  return awaiter.ready();
+}
+
+TEST(AwaiterReadiness, JudgedFromTheFuturesThemselves) {
+  Future<void> pending;
+  Future<void> result;
+  result.set_result();
+  Future<void> raised;
+  raised.set_exception(std::make_exception_ptr(std::logic_error("x")));
+  EXPECT_TRUE(awaiter_ready({pending, result}, FIRST_COMPLETED));
+  EXPECT_FALSE(awaiter_ready({pending, result}, FIRST_EXCEPTION));
+  EXPECT_TRUE(awaiter_ready({pending, raised}, FIRST_EXCEPTION));
+  EXPECT_TRUE(awaiter_ready({result, raised}, ALL_COMPLETED));
+  EXPECT_FALSE(awaiter_ready({pending, raised}, ALL_COMPLETED));
+  EXPECT_FALSE(awaiter_ready({pending}, FIRST_COMPLETED));
 }
 
 // ---------------------------------------------------------------------------------------------

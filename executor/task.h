@@ -92,7 +92,7 @@ class FutureAwaiter final : public WaitNode, public Suspension {
   Need need() const noexcept override { return Need::kAll; }
   bool timed() const noexcept override { return false; }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.done(); }
-  bool ready() noexcept override { return state_->done(); }
+  bool ready() const noexcept override { return state_->done(); }
   void abandon() noexcept override {
     state_->unlink(*this);
     driver_.withdraw();
@@ -158,9 +158,19 @@ class WaitAllAwaiter final : public Suspension {
   }
   bool timed() const noexcept override { return !deadline_.is_never(); }
   bool satisfied(const StateBase& awaited) const noexcept override { return awaited.notified(); }
-  bool ready() noexcept override {
-    std::lock_guard lock(set_.mu());
-    return set_.ready_locked();
+  // From the futures themselves, not from what the set has recorded so far: a future is
+  // notified before its listener reaches the set, and satisfied() already counts it.
+  bool ready() const noexcept override {
+    WaitSet::Mode mode = WaitSet::mode_of(op_.return_when());
+    bool all = true;
+    for (const StateBase* s : op_.states()) {
+      if (!s->notified()) {
+        all = false;
+      } else if (WaitSet::ends_wait(mode, *s)) {
+        return true;
+      }
+    }
+    return all;
   }
   void abandon() noexcept override {
     set_.disarm();

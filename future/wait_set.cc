@@ -61,22 +61,23 @@ void WaitSet::Node::on_fire(WaitNode* self, StateBase& state) noexcept {
   node->set->record(node->index, state);
 }
 
-void WaitSet::record(std::size_t index, const StateBase& state) noexcept {
-  finished_.push_back(index);
-  bool now_ready = false;
-  switch (mode_) {
+bool WaitSet::ends_wait(Mode mode, const StateBase& finished) noexcept {
+  switch (mode) {
     case Mode::kFirstCompleted:
     case Mode::kAsCompleted:
-      now_ready = true;
-      break;
+      return true;
     case Mode::kFirstException:
       // Python's _AllCompletedWaiter(stop_on_exception=True).
-      now_ready = (!state.cancelled() && state.stored_exception()) || --pending_ == 0;
-      break;
+      return !finished.cancelled() && finished.stored_exception();
     case Mode::kAllCompleted:
-      now_ready = --pending_ == 0;
       break;
   }
+  return false;
+}
+
+void WaitSet::record(std::size_t index, const StateBase& state) noexcept {
+  finished_.push_back(index);
+  bool now_ready = ends_wait(mode_, state) || --pending_ == 0;
   if (now_ready) {
     ready_ = true;
     on_ready();

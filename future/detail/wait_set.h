@@ -24,6 +24,9 @@ class WaitSet {
  public:
   enum class Mode { kFirstCompleted, kFirstException, kAllCompleted, kAsCompleted };
   static Mode mode_of(ReturnWhen r) noexcept;
+  // Whether `finished` (notified) ends a wait of `mode` by itself, whatever the others do; a
+  // wait that no single future ends is over once all are notified. Nothrow.
+  static bool ends_wait(Mode mode, const StateBase& finished) noexcept;
 
   // `states` must hold each state once. Allocates (may throw std::bad_alloc); links nothing.
   WaitSet(Mode mode, std::vector<StateBase*> states);
