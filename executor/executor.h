@@ -215,9 +215,9 @@ class Executor : public std::enable_shared_from_this<Executor> {
   // one of them) without resuming them: their futures fail with one DeadlockError naming them
   // all. Once the executor is quiescent it throws that DeadlockError (the earliest not yet
   // thrown) before anything else; the deadlocked futures count as observed, and other
-  // unobserved errors stay for the next join(). Timed waits and waits on hand-made futures or
-  // other executors' futures are never reported. shutdown(wait = true) ends deadlocked tasks
-  // the same way. See the README's "join, errors and shutdown".
+  // unobserved errors stay for the next join(). A wait that a timer, a hand-made future or
+  // another executor's future could still end is never reported. shutdown(wait = true) ends
+  // deadlocked tasks the same way. See the README's "join, errors and shutdown".
   virtual void join(Timeout timeout = std::nullopt) = 0;
 
  protected:

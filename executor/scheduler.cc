@@ -468,9 +468,12 @@ bool Scheduler::end_deadlocked() {
         Scheduler& s;
       } gate(*this);
       if (!quiet()) return false;  // a task runs: it may still end the wait; look when quiet
+      // Every slot, not just [0, started_): a worker runs (and its tasks suspend) before the
+      // thread that started it counts it.
       std::vector<Suspension*> suspended;
-      std::size_t n = num_threads();
-      for (std::size_t i = 0; i < n; ++i) workers_[i].suspensions.collect(suspended);
+      for (std::size_t i = 0; i < options_.max_workers; ++i) {
+        workers_[i].suspensions.collect(suspended);
+      }
       deadlocked = find_deadlocked(suspended);
     }
     // The other tasks may run again. The deadlocked ones never would: their awaiters stay put.
