@@ -48,11 +48,12 @@
 //   - a waiter that is not ended resumes as wait() promises (FIRST_COMPLETED with a future
 //     completed only after the run: by the ring's end);
 //   - shutdown(A, wait=true) right after a ring returns, and leaves no accepted future pending.
-// Not generated: a FIRST_EXCEPTION wait in a cycle whose other futures finished without an
-// exception (or were cancelled). The README's contract ends it ("nothing else pending"), but the
-// search counts any done future as a way out of a FIRST_* wait, so the cycle is never found and
-// join() waits forever. Here FIRST_EXCEPTION waits only on members of one ring, which either all
-// deadlock or all finish; a decoy's FIRST_EXCEPTION waits on a hand-made future that fails.
+// Not generated: a FIRST_EXCEPTION wait in a cycle together with a future outside it that ends
+// with a result (or is cancelled). Whether the contract ends it depends on when that future
+// ends: before the pool goes quiet, the cycle is deadlocked; after, nothing runs, so nothing
+// searches again (README: a search happens when the pool goes quiet) and join() waits on. Here
+// FIRST_EXCEPTION waits only on members of one ring, which either all deadlock or all finish; a
+// decoy's FIRST_EXCEPTION waits on a hand-made future that fails.
 // SameSeedSamePlan: generating a seed's plan twice gives the same plan.
 // ForkJoinFib: fib(18) on a new 2-worker pool, result 2584 and join() returning, many times.
 // Crashes, std::terminate, leaks and races are the sanitizers' and the test runner's to catch.
