@@ -49,11 +49,10 @@
 //     completed only after the run: by the ring's end);
 //   - shutdown(A, wait=true) right after a ring returns, and leaves no accepted future pending.
 // Not generated: a FIRST_EXCEPTION wait in a cycle together with a future outside it that ends
-// with a result (or is cancelled). Whether the contract ends it depends on when that future
-// ends: before the pool goes quiet, the cycle is deadlocked; after, nothing runs, so nothing
-// searches again (README: a search happens when the pool goes quiet) and join() waits on. Here
-// FIRST_EXCEPTION waits only on members of one ring, which either all deadlock or all finish; a
-// decoy's FIRST_EXCEPTION waits on a hand-made future that fails.
+// with a result (or is cancelled), which deadlocks the cycle only once that future ends (the
+// wait set then prompts a search; deadlock_test covers it). Here FIRST_EXCEPTION waits only on
+// members of one ring, which either all deadlock or all finish; a decoy's FIRST_EXCEPTION waits
+// on a hand-made future that fails.
 // SameSeedSamePlan: generating a seed's plan twice gives the same plan.
 // ForkJoinFib: fib(18) on a new 2-worker pool, result 2584 and join() returning, many times.
 // Crashes, std::terminate, leaks and races are the sanitizers' and the test runner's to catch.
@@ -181,7 +180,7 @@ struct RingWait {
 };
 
 // Whether a suspended wait can only end through its ring (README: "ALL_COMPLETED with one of
-// them; FIRST_COMPLETED or FIRST_EXCEPTION with nothing else pending"): untimed, and it needs
+// them; FIRST_COMPLETED or FIRST_EXCEPTION with only them left to end it"): untimed, and it needs
 // all of its futures (co_await, ALL_COMPLETED) and one is a member, or any (FIRST_COMPLETED,
 // FIRST_EXCEPTION) and every one is a member.
 bool ring_bound(const RingWait& w) {
