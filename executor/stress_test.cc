@@ -960,10 +960,11 @@ int plain_body(std::shared_ptr<Run> run, int id) {
   return expected_value(id);
 }
 
-// Checks what co_await yield_until_done(fs, timeout, when) returned.
-void check_wait(Run& run, int id, const Op& op, const std::vector<AnyFuture>& fs,
-                const std::vector<Target>& targets, const DoneAndNotDoneFutures<AnyFuture>& r) {
-  const std::string name = task_name(run, id);
+// Checks that yield_until_done split `fs` (each once) into done and not done futures, and that
+// those it calls done are; returns `fs` without repeats.
+std::vector<AnyFuture> check_split(Run& run, const std::string& name,
+                                   const std::vector<AnyFuture>& fs,
+                                   const DoneAndNotDoneFutures<AnyFuture>& r) {
   std::vector<AnyFuture> unique;
   for (const AnyFuture& f : fs) {
     if (std::find(unique.begin(), unique.end(), f) == unique.end()) unique.push_back(f);
@@ -976,6 +977,14 @@ void check_wait(Run& run, int id, const Op& op, const std::vector<AnyFuture>& fs
   for (const AnyFuture& f : r.done) {
     if (!f.done()) run.violation(name + ": yield_until_done returned a pending future as done");
   }
+  return unique;
+}
+
+// Checks what co_await yield_until_done(fs, timeout, when) returned.
+void check_wait(Run& run, int id, const Op& op, const std::vector<AnyFuture>& fs,
+                const std::vector<Target>& targets, const DoneAndNotDoneFutures<AnyFuture>& r) {
+  const std::string name = task_name(run, id);
+  const std::vector<AnyFuture> unique = check_split(run, name, fs, r);
   if (op.timeout || unique.empty()) return;
   if (op.when == ALL_COMPLETED && !r.not_done.empty()) {
     run.violation(name + ": untimed yield_until_done(ALL_COMPLETED) left futures not done");
@@ -1084,17 +1093,8 @@ void check_ring_wait(Run& run, int id, const std::vector<AnyFuture>& fs,
                      const DoneAndNotDoneFutures<AnyFuture>& r) {
   const RingWait& w = run.plan.nodes[id].wait;
   const std::string name = task_name(run, id);
-  std::vector<AnyFuture> unique;
-  for (const AnyFuture& f : fs) {
-    if (std::find(unique.begin(), unique.end(), f) == unique.end()) unique.push_back(f);
-  }
-  if (r.done.size() + r.not_done.size() != unique.size()) {
-    run.violation(name + ": yield_until_done split " + std::to_string(unique.size()) +
-                  " futures into " + std::to_string(r.done.size()) + " + " +
-                  std::to_string(r.not_done.size()));
-  }
+  check_split(run, name, fs, r);
   for (const AnyFuture& f : r.done) {
-    if (!f.done()) run.violation(name + ": yield_until_done returned a pending future as done");
     // Completed only after the run: this wait ended through the ring (its end, or its members).
     if (f == run.late) run.violation(name + ": yield_until_done returned `late` as done");
   }
